@@ -1,0 +1,521 @@
+"""The servers under test: Sakari, Prosody and ejabberd.
+
+Each server runs from its own temporary work directory (config, data, logs)
+on its own loopback ports, in the foreground, as a child of the runner, in
+its own process group, pinned to the server CPUs and with the highest
+``RLIMIT_NOFILE`` this machine allows.  The system services installed by the
+Debian packages are never used.
+
+Settings are made equivalent on purpose; :attr:`Server.relaxed` lists, for the
+report, what was changed from each server's defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import importlib.util
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from bench import xmpp
+from bench.loadgen import Target
+
+DOMAIN = "localhost"
+MUC_DOMAIN = "conference.localhost"
+HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
+SCRAM_ITERATIONS = 4096  # what the accounts of Prosody are written with (ejabberd's default too)
+
+_LIVE: list["Server"] = []  # every started server, for the runner's last-resort cleanup
+
+
+def account(i: int) -> tuple[str, str]:
+    return f"u{i}", f"pw{i}-bench"
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def make_cert(workdir: Path) -> tuple[Path, Path, Path]:
+    """A throwaway self-signed certificate for localhost (STARTTLS variant only)."""
+    key, cert, combined = workdir / "key.pem", workdir / "cert.pem", workdir / "combined.pem"
+    if not combined.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                        "-out", str(cert), "-days", "30", "-subj", f"/CN={DOMAIN}",
+                        "-addext", f"subjectAltName=DNS:{DOMAIN},DNS:{MUC_DOMAIN}"],
+                       check=True, capture_output=True)
+        combined.write_bytes(cert.read_bytes() + key.read_bytes())
+        for p in (key, cert, combined):
+            p.chmod(0o644)
+    return key, cert, combined
+
+
+def _preexec(cpus: set[int] | None):
+    def fn() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return fn
+
+
+def probe_stream(port: int, timeout: float = 2.0) -> bool:
+    """True when the port answers a stream header with stream features."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.sendall(f"<?xml version='1.0'?><stream:stream to='{DOMAIN}' version='1.0' xmlns='jabber:client' "
+                      "xmlns:stream='http://etherx.jabber.org/streams'>".encode())
+            data = b""
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return False
+                data += chunk
+                if b"features>" in data:
+                    s.sendall(b"</stream:stream>")
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+class Server:
+    name = "server"
+    features: set[str] = set()
+    relaxed: list[str] = []
+    base_port = 20000
+
+    def __init__(self, root: Path, cpus: set[int] | None, tls: bool = False) -> None:
+        self.workdir = root / self.name
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.cpus = cpus
+        self.tls = tls
+        self.proc: subprocess.Popen | None = None
+        self.c2s_port = self.base_port + 222
+        self.created_accounts = 0
+        self._logfile = None
+
+    # ------------------------------------------------------------ interface
+    @property
+    def target(self) -> Target:
+        return Target(HOST, self.c2s_port, DOMAIN, self.tls, MUC_DOMAIN)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def accounts(self, n: int) -> list[tuple[str, str]]:
+        if n > self.created_accounts:
+            raise RuntimeError(f"{self.name}: {n} accounts needed, only {self.created_accounts} created")
+        return [account(i) for i in range(1, n + 1)]
+
+    def is_installed(self) -> bool:
+        raise NotImplementedError
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def ensure_accounts(self, n: int) -> None:
+        """Create accounts u1..un (passwords pw<i>-bench); may start/stop the server."""
+        raise NotImplementedError
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 90.0) -> None:
+        for port in self.ports():
+            if not port_free(port):
+                raise RuntimeError(f"{self.name}: port {port} on {HOST} is already in use")
+        self.write_config()
+        cmd, env = self.command()
+        self._logfile = open(self.workdir / "server-output.log", "ab")
+        self._logfile.write(f"\n==== start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n".encode())
+        self._logfile.flush()
+        self.proc = subprocess.Popen(cmd, cwd=self.workdir, env={**os.environ, **env},
+                                     stdin=subprocess.DEVNULL, stdout=self._logfile, stderr=subprocess.STDOUT,
+                                     preexec_fn=_preexec(self.cpus), start_new_session=True)
+        _LIVE.append(self)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with code {self.proc.returncode} during start; "
+                                   f"see {self.workdir / 'server-output.log'}")
+            if probe_stream(self.c2s_port):
+                time.sleep(0.5)  # let late module loads finish
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer on port {self.c2s_port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        # the process group may still hold helpers even if the leader is gone
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+        if self in _LIVE:
+            _LIVE.remove(self)
+        if self._logfile:
+            self._logfile.close()
+            self._logfile = None
+
+    def ports(self) -> list[int]:
+        return [self.c2s_port]
+
+    def write_config(self) -> None:
+        raise NotImplementedError
+
+
+def stop_all() -> None:
+    for server in list(_LIVE):
+        server.stop()
+
+
+# =====================================================================  Sakari
+class Sakari(Server):
+    name = "sakari"
+    base_port = 15000
+    # Sakari has neither group chat nor an archive yet; add "muc"/"mam" here
+    # (or pass --sakari-features) when it does.
+    features: set[str] = set()
+    relaxed = [
+        "`[c2s] require_encryption = false` (plain TCP c2s on loopback)",
+        "`[limits] c2s_rate_bytes = 0`, `c2s_rate_burst = 0` (no per-connection rate limit)",
+    ]
+
+    def ports(self) -> list[int]:
+        b = self.base_port
+        return [b + 222, b + 223, b + 280, b + 269]
+
+    def is_installed(self) -> bool:
+        return importlib.util.find_spec("sakari") is not None
+
+    def install(self) -> None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", str(REPO)], check=True)
+
+    def version(self) -> str:
+        try:
+            rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip()
+        except OSError:
+            rev = ""
+        return f"git {rev}" if rev else "working tree"
+
+    def write_config(self) -> None:
+        lines = ["[c2s]", "require_encryption = false", "", "[limits]", "c2s_rate_bytes = 0",
+                 "c2s_rate_burst = 0", ""]
+        (self.workdir / "sakari.toml").write_text("\n".join(lines))
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        b = self.base_port
+        return ([sys.executable, "-m", "sakari", "serve", "--config", str(self.workdir / "sakari.toml"),
+                 "--data-dir", str(self.workdir / "data"), "--domain", DOMAIN, "--bind", HOST,
+                 "--c2s-port", str(b + 222), "--c2s-tls-port", str(b + 223), "--http-port", str(b + 280),
+                 "--s2s-port", str(b + 269)], {})
+
+    def ensure_accounts(self, n: int) -> None:
+        if n <= self.created_accounts:
+            return
+        (self.workdir / "data").mkdir(exist_ok=True)
+        users = self.workdir / "users.txt"
+        users.write_text("".join(f"{u}@{DOMAIN} {p}\n" for u, p in
+                                 (account(i) for i in range(self.created_accounts + 1, n + 1))))
+        r = subprocess.run([sys.executable, "-m", "sakari", "user", "add", "--from-file", str(users),
+                            "--data-dir", str(self.workdir / "data")], capture_output=True, text=True,
+                           cwd=self.workdir)
+        if r.returncode != 0:
+            raise RuntimeError(f"sakari user add failed ({r.returncode}): {r.stderr[-2000:]}")
+        self.created_accounts = n
+
+
+# =====================================================================  Prosody
+class Prosody(Server):
+    name = "prosody"
+    base_port = 16000
+    features = {"muc"}
+    relaxed = [
+        "`c2s_require_encryption = false` (plain TCP c2s on loopback)",
+        "`mod_limits` not loaded (no per-connection rate limit; default is 10 kB/s)",
+        "`network_settings = { tcp_backlog = 1024 }`",
+        "`run_as_root = true`, `daemonize = false` (foreground child of the runner)",
+        "MUC component: `muc_room_locking = false`, `restrict_room_creation = false`",
+    ]
+
+    def ports(self) -> list[int]:
+        return [self.base_port + 222, self.base_port + 269]
+
+    def is_installed(self) -> bool:
+        return shutil.which("prosody") is not None
+
+    def version(self) -> str:
+        return _dpkg_version("prosody")
+
+    def write_config(self) -> None:
+        w = self.workdir
+        tls = ""
+        if self.tls:
+            key, cert, _ = make_cert(w)
+            tls = f'ssl = {{ key = "{key}"; certificate = "{cert}"; }}\n'
+        cfg = f"""-- generated by bench/servers.py
+run_as_root = true
+daemonize = false
+pidfile = "{w}/prosody.pid"
+data_path = "{w}/data"
+certificates = "{w}"
+plugin_paths = {{}}
+log = {{ warn = "{w}/prosody.log" }}
+network_backend = "epoll"
+network_settings = {{ tcp_backlog = 1024 }}
+c2s_ports = {{ {self.base_port + 222} }}
+c2s_interfaces = {{ "{HOST}" }}
+s2s_ports = {{ {self.base_port + 269} }}
+s2s_interfaces = {{ "{HOST}" }}
+http_ports = {{}}
+https_ports = {{}}
+c2s_require_encryption = false
+authentication = "internal_hashed"
+storage = "internal"
+modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping" }}
+modules_disabled = {{ "s2s" }}
+{tls}
+VirtualHost "{DOMAIN}"
+
+Component "{MUC_DOMAIN}" "muc"
+    muc_room_locking = false
+    restrict_room_creation = false
+"""
+        (w / "prosody.cfg.lua").write_text(cfg)
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        return (["prosody", "-F", "--config", str(self.workdir / "prosody.cfg.lua")], {})
+
+    def ensure_accounts(self, n: int) -> None:
+        """Write internal_hashed account files directly (the format Prosody's
+        internal storage reads: a Lua chunk returning a table).  Equivalent to
+        ``prosodyctl adduser`` but takes seconds for 10,000 accounts."""
+        if n <= self.created_accounts:
+            return
+        d = self.workdir / "data" / DOMAIN.replace(".", "%2e") / "accounts"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(self.created_accounts + 1, n + 1):
+            user, pw = account(i)
+            salt = str(uuid.uuid4())
+            salted = hashlib.pbkdf2_hmac("sha1", pw.encode(), salt.encode(), SCRAM_ITERATIONS)
+            client_key = hmac.digest(salted, b"Client Key", "sha1")
+            stored = hashlib.sha1(client_key).hexdigest()
+            server = hmac.digest(salted, b"Server Key", "sha1").hex()
+            (d / f"{user}.dat").write_text(
+                f'return {{\n\t["iteration_count"] = {SCRAM_ITERATIONS};\n\t["salt"] = "{salt}";\n'
+                f'\t["stored_key"] = "{stored}";\n\t["server_key"] = "{server}";\n}};\n')
+        self.created_accounts = n
+
+
+# =====================================================================  ejabberd
+class Ejabberd(Server):
+    name = "ejabberd"
+    base_port = 17000
+    features = {"muc"}
+    relaxed = [
+        "c2s listener: `starttls_required: false` (plain TCP c2s on loopback), `shaper: none`, `backlog: 1024`",
+        "`shaper_rules: c2s_shaper: none` (default config uses `normal`, 1,000 B/s)",
+        "`mod_register` with `ip_access: all` and `registration_timeout: infinity` (accounts are created by in-band registration before the runs)",
+        "`mod_muc`: `max_users: 1000`, `access_create: all`",
+        "Erlang VM started directly (`erl ... -s ejabberd`, no distribution), `ERL_MAX_PORTS=65536`",
+    ]
+
+    def ports(self) -> list[int]:
+        return [self.base_port + 222]
+
+    def is_installed(self) -> bool:
+        return bool(list(Path("/usr/lib/x86_64-linux-gnu").glob("ejabberd-*"))) or \
+            bool(shutil.which("ejabberdctl"))
+
+    def version(self) -> str:
+        return _dpkg_version("ejabberd")
+
+    def write_config(self) -> None:
+        w = self.workdir
+        (w / "spool").mkdir(exist_ok=True)
+        (w / "logs").mkdir(exist_ok=True)
+        tls_lines = "    starttls: false\n"
+        certs = ""
+        if self.tls:
+            _, _, combined = make_cert(w)
+            tls_lines = "    starttls: true\n"
+            certs = f'certfiles:\n  - "{combined}"\n'
+        cfg = f"""# generated by bench/servers.py
+loglevel: warning
+log_rotate_count: 0
+hosts:
+  - {DOMAIN}
+{certs}listen:
+  -
+    port: {self.c2s_port}
+    ip: "{HOST}"
+    module: ejabberd_c2s
+    max_stanza_size: 262144
+    shaper: none
+    access: c2s
+    backlog: 1024
+{tls_lines}    starttls_required: false
+auth_method: internal
+auth_password_format: scram
+registration_timeout: infinity
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+  c2s:
+    allow: all
+  register:
+    allow: all
+  muc_create:
+    allow: all
+shaper_rules:
+  max_user_sessions: 10
+  c2s_shaper: none
+modules:
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_roster: {{}}
+  mod_offline: {{}}
+  mod_register:
+    ip_access: all
+    access: register
+  mod_muc:
+    host: "{MUC_DOMAIN}"
+    access_create: muc_create
+    max_users: 1000
+"""
+        (w / "ejabberd.yml").write_text(cfg)
+        (w / "inetrc").write_text("{lookup,[file,native]}.\n{host,{127,0,0,1}, [\"localhost\"]}.\n")
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        w = self.workdir
+        env = {
+            "EJABBERD_CONFIG_PATH": str(w / "ejabberd.yml"),
+            "EJABBERD_LOG_PATH": str(w / "logs" / "ejabberd.log"),
+            "ERL_LIBS": "/usr/lib/x86_64-linux-gnu",
+            "ERL_MAX_PORTS": "65536",
+            "ERL_INETRC": str(w / "inetrc"),
+            "ERL_CRASH_DUMP": str(w / "logs" / "erl_crash.dump"),
+        }
+        # `erl` execs erlexec which execs beam.smp: the child pid is the VM.
+        return (["erl", "+K", "true", "+P", "1000000", "-noinput", "-env", "ERL_CRASH_DUMP_BYTES", "0",
+                 "-mnesia", "dir", f'"{w / "spool"}"', "-s", "ejabberd"], env)
+
+    def ensure_accounts(self, n: int) -> None:
+        """In-band registration (XEP-0077) over loopback, 50 at a time."""
+        if n <= self.created_accounts:
+            return
+        self.start()
+        try:
+            asyncio.run(_register_all(self.target, range(self.created_accounts + 1, n + 1)))
+        finally:
+            self.stop()
+        self.created_accounts = n
+
+
+async def _register_all(target: Target, indexes) -> None:
+    sem = asyncio.Semaphore(50)
+    tls = xmpp.client_tls_context() if target.tls else None
+
+    async def one(i: int) -> None:
+        user, pw = account(i)
+        async with sem:
+            for attempt in range(5):
+                try:
+                    await xmpp.register_account(target.host, target.port, user, pw, target.domain, tls=tls)
+                    return
+                except (OSError, xmpp.XMPPError, asyncio.TimeoutError):
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.5)
+
+    await asyncio.gather(*(one(i) for i in indexes))
+
+
+def _dpkg_version(pkg: str) -> str:
+    r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"
+
+
+SERVERS: dict[str, type[Server]] = {"sakari": Sakari, "prosody": Prosody, "ejabberd": Ejabberd}
+
+
+def install_debian_packages(names: list[str]) -> None:
+    """``apt-get install -y`` the given packages without letting their
+    maintainer scripts start the system services (a policy-rc.d that says
+    "no" for the duration), then stop anything the install started anyway."""
+    policy = Path("/usr/sbin/policy-rc.d")
+    created = False
+    before = _daemon_pids()
+    if not policy.exists():
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        created = True
+    try:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        r = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *names], env=env)
+        if r.returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, check=True)
+            subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *names], env=env, check=True)
+    finally:
+        if created:
+            policy.unlink()
+    for pid in _daemon_pids() - before:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def _daemon_pids() -> set[int]:
+    """prosody / ejabberd processes run by the system users the packages create."""
+    out = set()
+    r = subprocess.run(["ps", "-eo", "pid=,user=,args="], capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[1] in ("prosody", "ejabberd"):
+            out.add(int(parts[0]))
+    return out
