@@ -1,0 +1,5 @@
+import sys
+
+from sakari.cli import main
+
+sys.exit(main())

@@ -1,0 +1,265 @@
+"""The ``sakari`` command: serve, manage accounts, check and explain the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sakari import __version__
+from sakari import config as C
+from sakari import settings as S
+from sakari.core.credentials import derive
+from sakari.core.jid import JIDError, parse_jid, prep_domain
+
+
+class CLIError(Exception):
+    """A problem to report in one line, exit status 2."""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML configuration file (default: built-in defaults)")
+    p.add_argument("--data-dir", help="data directory (overrides data_dir)")
+    p.add_argument("--domain", help="the served domain (overrides domain)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sakari", description="Sakari, a privacy-first XMPP server.")
+    parser.add_argument("--version", action="version", version=f"sakari {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the server in the foreground", description="Run the server in the foreground; stop it with SIGTERM or Ctrl-C.")
+    _add_common(serve)
+    serve.add_argument("--bind", action="append", help="address to listen on (repeat for several; overrides network.bind)")
+    for name, option in (("c2s-port", S.C2S_PORT), ("c2s-tls-port", S.C2S_TLS_PORT), ("http-port", S.HTTP_PORT), ("s2s-port", S.S2S_PORT)):
+        serve.add_argument(f"--{name}", type=int, help=f"overrides {option.key} (default {option.default})")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log_level")
+    serve.set_defaults(func=cmd_serve)
+
+    user = sub.add_parser("user", help="manage accounts (works while the server runs)", description="Manage accounts.")
+    usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = usub.add_parser("add", help="create an account, or many from a file", description="Create an account (asks for the password when --password is absent), or many from a file of 'JID PASSWORD' lines.")
+    _add_common(add)
+    add.add_argument("jid", nargs="?", help="the account's address, e.g. alice@localhost")
+    add.add_argument("--password", help="the password (prompted for when absent)")
+    add.add_argument("--from-file", type=Path, help="file with one 'JID PASSWORD' per line ('-' for standard input)")
+    add.set_defaults(func=cmd_user_add)
+    passwd = usub.add_parser("passwd", help="change an account's password", description="Change an account's password.")
+    _add_common(passwd)
+    passwd.add_argument("jid")
+    passwd.add_argument("--password", help="the new password (prompted for when absent)")
+    passwd.set_defaults(func=cmd_user_passwd)
+    delete = usub.add_parser("delete", help="delete an account and all of its data", description="Delete an account and all of its data (roster, offline messages, vCard, private storage, block list).")
+    _add_common(delete)
+    delete.add_argument("jid")
+    delete.set_defaults(func=cmd_user_delete)
+    lst = usub.add_parser("list", help="list accounts", description="List the accounts, one address per line.")
+    _add_common(lst)
+    lst.set_defaults(func=cmd_user_list)
+
+    cfg = sub.add_parser("config", help="check or explain the configuration", description="Check or explain the configuration.")
+    csub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = csub.add_parser("check", help="validate a configuration file", description="Validate a configuration file; every problem is named with its line.")
+    check.add_argument("--config", type=Path, required=True, help="the file to check")
+    check.set_defaults(func=cmd_config_check)
+    example = csub.add_parser("example", help="print an annotated configuration with every key and its default", description="Print an annotated configuration file with every key and its default.")
+    example.set_defaults(func=cmd_config_example)
+    reference = csub.add_parser("reference", help="print the configuration reference (Markdown)", description="Print the configuration reference in Markdown (docs/configuration.md).")
+    reference.set_defaults(func=cmd_config_reference)
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> C.Config:
+    config = C.Config.load(args.config)
+    config.override(S.DATA_DIR, getattr(args, "data_dir", None))
+    config.override(S.DOMAIN, getattr(args, "domain", None))
+    return config
+
+
+# --- serve -----------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    config.override(S.BIND, args.bind)
+    for name, option in (("c2s_port", S.C2S_PORT), ("c2s_tls_port", S.C2S_TLS_PORT), ("http_port", S.HTTP_PORT), ("s2s_port", S.S2S_PORT)):
+        config.override(option, getattr(args, name))
+    level = args.log_level or config[S.LOG_LEVEL]
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from sakari.server import Server
+
+    try:
+        import uvloop
+    except ImportError:
+        runner: Callable[[Any], Any] = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        server = Server(config)
+    except (ValueError, JIDError) as e:
+        raise CLIError(str(e)) from None
+    runner(server.run())
+    return 0
+
+
+# --- accounts ----------------------------------------------------------------------
+def _owner(jid_text: str, domain: str) -> str:
+    try:
+        jid = parse_jid(jid_text if "@" in jid_text else f"{jid_text}@{domain}")
+    except JIDError as e:
+        raise CLIError(f"invalid address {jid_text!r}: {e.text}") from None
+    if not jid.local or jid.resource:
+        raise CLIError(f"invalid address {jid_text!r}: give a bare address like alice@{domain}")
+    if jid.domain != domain:
+        raise CLIError(f"this server serves {domain}, not {jid.domain} (use --domain or the config's domain)")
+    return str(jid)
+
+
+def _ask_password(jid: str) -> str:
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            raise CLIError("no password given (use --password or type it on standard input)")
+        return line
+    first = getpass.getpass(f"Password for {jid}: ")
+    if first != getpass.getpass("Again: "):
+        raise CLIError("the passwords differ")
+    return first
+
+
+def _credentials(config: C.Config, password: str, where: str) -> Any:
+    try:
+        return derive(password, config[S.SCRAM_ITERATIONS])
+    except ValueError as e:
+        raise CLIError(f"{where}: {e}") from None
+
+
+def _with_storage(config: C.Config, action: Callable[[Any], Any]) -> Any:
+    from sakari.server import open_storage
+
+    async def run() -> Any:
+        storage = open_storage(config)
+        await storage.open()
+        try:
+            return await action(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
+
+
+def _parse_account_lines(lines: list[str], source: str, domain: str) -> list[tuple[str, str]]:
+    accounts, problems, seen = [], [], set()
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        jid, _, password = line.partition(" ")
+        password = password.strip()
+        try:
+            owner = _owner(jid, domain)
+            if not password:
+                raise CLIError("no password on this line")
+            if owner in seen:
+                raise CLIError(f"{owner} appears twice")
+        except CLIError as e:
+            problems.append(f"{source}:{number}: {e}")
+            continue
+        seen.add(owner)
+        accounts.append((owner, password))
+    if problems:
+        raise CLIError("\n".join(problems))
+    return accounts
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    domain = prep_domain(config[S.DOMAIN])
+    if args.from_file is not None:
+        if args.jid or args.password:
+            raise CLIError("give either JID or --from-file, not both")
+        try:
+            text = sys.stdin.read() if str(args.from_file) == "-" else args.from_file.read_text(encoding="utf-8")
+        except OSError as e:
+            raise CLIError(f"{args.from_file}: cannot read: {e.strerror}") from None
+        accounts = _parse_account_lines(text.splitlines(), str(args.from_file), domain)
+        creds = [(owner, _credentials(config, pw, owner)) for owner, pw in accounts]
+
+        async def add_many(storage: Any) -> list[bool]:
+            return list(await asyncio.gather(*(storage.accounts.create(o, c) for o, c in creds)))
+
+        created = _with_storage(config, add_many)
+        existing = [o for (o, _), ok in zip(creds, created) if not ok]
+        print(f"created {sum(created)} accounts")
+        if existing:
+            print("already existed, left unchanged: " + ", ".join(existing), file=sys.stderr)
+            return 1
+        return 0
+    if not args.jid:
+        raise CLIError("give the account's address (JID) or --from-file")
+    owner = _owner(args.jid, domain)
+    creds = _credentials(config, args.password if args.password is not None else _ask_password(owner), owner)
+    if not _with_storage(config, lambda st: st.accounts.create(owner, creds)):
+        raise CLIError(f"{owner} already exists")
+    print(f"created {owner}")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    owner = _owner(args.jid, prep_domain(config[S.DOMAIN]))
+    creds = _credentials(config, args.password if args.password is not None else _ask_password(owner), owner)
+    if not _with_storage(config, lambda st: st.accounts.set_credentials(owner, creds)):
+        raise CLIError(f"{owner} does not exist")
+    print(f"password changed for {owner}")
+    return 0
+
+
+def cmd_user_delete(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    owner = _owner(args.jid, prep_domain(config[S.DOMAIN]))
+    if not _with_storage(config, lambda st: st.accounts.delete(owner)):
+        raise CLIError(f"{owner} does not exist")
+    print(f"deleted {owner} and all of its data")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    for owner in _with_storage(config, lambda st: st.accounts.list(prep_domain(config[S.DOMAIN]))):
+        print(owner)
+    return 0
+
+
+# --- configuration -----------------------------------------------------------------
+def cmd_config_check(args: argparse.Namespace) -> int:
+    C.Config.load(args.config)
+    print(f"{args.config}: valid")
+    return 0
+
+
+def cmd_config_example(args: argparse.Namespace) -> int:
+    sys.stdout.write(C.example())
+    return 0
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    sys.stdout.write(C.reference_markdown())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except C.ConfigError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        return 2
+    except CLIError as e:
+        print(f"sakari: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

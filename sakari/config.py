@@ -1,0 +1,248 @@
+"""Configuration: option declarations, the TOML file, validation and the annotated example.
+
+Every option is declared once, next to the code that uses it, with its
+default and a line of documentation. The same declarations validate the
+file (``sakari config check``), produce ``sakari config example`` and the
+configuration reference, so the docs cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["Option", "declare", "Config", "ConfigError", "all_options", "load_all_declarations"]
+
+
+@dataclass(frozen=True)
+class Option(Generic[T]):
+    key: str
+    default: T
+    doc: str
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+
+    @property
+    def section(self) -> str:
+        return self.key.rpartition(".")[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.rpartition(".")[2]
+
+
+_OPTIONS: dict[str, Option[Any]] = {}
+
+
+def declare(key: str, default: T, doc: str, check: Callable[[Any], str | None] | None = None) -> Option[T]:
+    """Declare an option; declaring the same key twice with another default is a programming error."""
+    opt = Option(key, default, doc, check)
+    existing = _OPTIONS.get(key)
+    if existing is not None and (existing.default != default or existing.doc != doc):
+        raise ValueError(f"option {key} declared twice differently")
+    _OPTIONS[key] = opt
+    return opt
+
+
+def all_options() -> list[Option[Any]]:
+    load_all_declarations()
+    return sorted(_OPTIONS.values(), key=lambda o: (o.section, o.name))
+
+
+def load_all_declarations() -> None:
+    """Import every module of the package so that all options are declared."""
+    import sakari
+
+    for info in pkgutil.walk_packages(sakari.__path__, "sakari."):
+        if info.name in ("sakari.__main__",):
+            continue
+        importlib.import_module(info.name)
+
+
+# --- validation helpers ------------------------------------------------------
+def port(value: Any) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a port number from 0 to 65535 (0 disables)"
+
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+class ConfigError(Exception):
+    """Problems found in a configuration file, each naming its key and line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}[type(value)]
+
+
+def _matches_type(default: Any, value: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, type(default))
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, full + "."))
+        else:
+            out[full] = value
+    return out
+
+
+_TABLE = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
+_KEY = re.compile(r'^\s*([A-Za-z0-9_\-."\' ]+?)\s*=')
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line number of each dotted key in a TOML text (tomllib does not report positions)."""
+    lines: dict[str, int] = {}
+    table = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        if m := _TABLE.match(line):
+            table = m.group(1).replace('"', "").replace(" ", "")
+            lines.setdefault(table, number)
+        elif m := _KEY.match(line):
+            key = m.group(1).replace('"', "").replace("'", "").replace(" ", "")
+            lines.setdefault(f"{table}.{key}" if table else key, number)
+    return lines
+
+
+class Config:
+    """Validated settings: file values over declared defaults, command-line overrides over both."""
+
+    def __init__(self, values: dict[str, Any] | None = None, path: Path | None = None) -> None:
+        self._values = dict(values or {})
+        self.path = path
+
+    @classmethod
+    def parse(cls, text: str, path: Path | None = None) -> Config:
+        where = str(path) if path else "config"
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([f"{where}: not valid TOML: {e}"]) from None
+        load_all_declarations()
+        lines = _key_lines(text)
+        problems = []
+        values = _flatten(data)
+        for key, value in values.items():
+            line = lines.get(key)
+            at = f"{where}:{line}" if line else where
+            opt = _OPTIONS.get(key)
+            if opt is None:
+                problems.append(f"{at}: unknown key '{key}'")
+                continue
+            if not _matches_type(opt.default, value):
+                problems.append(f"{at}: '{key}' must be {_type_name(opt.default)}, not {value!r}")
+                continue
+            if opt.check and (msg := opt.check(value)):
+                problems.append(f"{at}: '{key}' {msg} (got {value!r})")
+        if problems:
+            raise ConfigError(problems)
+        return cls(values, path)
+
+    @classmethod
+    def load(cls, path: Path | None) -> Config:
+        if path is None:
+            return cls()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+        return cls.parse(text, path)
+
+    def override(self, option: Option[Any], value: Any) -> None:
+        if value is None:
+            return
+        if option.check and (msg := option.check(value)):
+            raise ConfigError([f"command line: '{option.key}' {msg} (got {value!r})"])
+        self._values[option.key] = value
+
+    def __getitem__(self, option: Option[T]) -> T:
+        return self._values.get(option.key, option.default)  # type: ignore[no-any-return]
+
+    def is_set(self, option: Option[Any]) -> bool:
+        return option.key in self._values
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def example() -> str:
+    """An annotated configuration file with every key at its default."""
+    out = [
+        "# Sakari configuration: every key with its default and what it does.",
+        "# Keys left out keep their default; `sakari config check` validates a file.",
+        "",
+    ]
+    section = None
+    for opt in all_options():
+        if opt.section != section:
+            section = opt.section
+            if section:
+                out.append(f"\n[{section}]")
+        for line in opt.doc.splitlines():
+            out.append(f"# {line}")
+        out.append(f"{opt.name} = {_toml_value(opt.default)}")
+    return "\n".join(out) + "\n"
+
+
+def reference_markdown() -> str:
+    """The configuration reference (docs/configuration.md) from the same declarations."""
+    out = [
+        "# Configuration reference",
+        "",
+        "Sakari reads one TOML file (`sakari serve --config PATH`). Every key is optional;",
+        "this page lists each with its default. It is generated from the option declarations",
+        "in the code (`python -m sakari config reference > docs/configuration.md`), so it",
+        "cannot drift from what the server accepts. `sakari config check` names every invalid",
+        "key or value with its line.",
+        "",
+    ]
+    section = None
+    for opt in all_options():
+        if opt.section != section:
+            section = opt.section
+            heading = f"## `[{section}]`" if section else "## Top level"
+            out += ["", heading, "", "| key | default | meaning |", "|---|---|---|"]
+        doc = opt.doc.replace("\n", " ").replace("|", "\\|")
+        out.append(f"| `{opt.name}` | `{_toml_value(opt.default)}` | {doc} |")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,137 @@
+"""The hook registry: stanzas and server happenings are dispatched by event name.
+
+Names follow the stanza kind and its target, as in ``message/bare`` or
+``iq-get/host/urn:xmpp:ping:ping``. Handlers run by descending priority; the
+first one to return something other than ``None`` ends the dispatch and its
+value is the result. Hooking a name that nothing fires is an error found at
+start-up (:meth:`Events.check`), so a misspelling cannot fail silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sakari.core.jid import JID
+from sakari.xml.element import Element
+
+if TYPE_CHECKING:
+    from sakari.core.session import Session
+
+Handler = Callable[[Any], Any]
+
+KINDS = ("message", "presence", "iq")
+TARGETS = ("host", "self", "bare", "full")
+
+# Events that the core fires besides the per-stanza ones.
+SESSION_BOUND = "session/bound"  # SessionEvent, after resource binding
+SESSION_CLOSED = "session/closed"  # SessionEvent, after the session left the router
+INBOUND_USER = "inbound/user"  # StanzaEvent, every stanza about to reach a local account
+MESSAGE_OFFLINE = "message/offline"  # StanzaEvent, a message no resource can take now
+ACCOUNT_DELETED = "account/deleted"  # AccountEvent
+SERVER_STARTED = "server/started"  # ServerEvent
+SERVER_STOPPING = "server/stopping"  # ServerEvent
+
+CORE_EVENTS = frozenset(
+    {SESSION_BOUND, SESSION_CLOSED, INBOUND_USER, MESSAGE_OFFLINE, ACCOUNT_DELETED, SERVER_STARTED, SERVER_STOPPING}
+)
+
+_STANZA_EVENT = re.compile(r"^(pre-)?(message|presence)/(host|self|bare|full)$")
+_IQ_EVENT = re.compile(r"^iq-(get|set)/(host|self|bare)/[^\s:]+(:[^\s:]+)*:[^\s:/]+$")
+
+
+def stanza_event(kind: str, target: str) -> str:
+    return f"{kind}/{target}"
+
+
+def pre_event(kind: str, target: str) -> str:
+    return f"pre-{kind}/{target}"
+
+
+def iq_event(type_: str, target: str, ns: str, name: str) -> str:
+    return f"iq-{type_}/{target}/{ns}:{name}"
+
+
+@dataclass(slots=True)
+class StanzaEvent:
+    stanza: Element
+    from_jid: JID
+    to_jid: JID
+    origin: Session | None = None  # the local session that sent it; None when the server made it
+
+
+@dataclass(slots=True)
+class SessionEvent:
+    session: Session
+
+
+@dataclass(slots=True)
+class AccountEvent:
+    user: str
+    host: str
+
+
+@dataclass(slots=True)
+class ServerEvent:
+    pass
+
+
+@dataclass(order=True, slots=True)
+class _Entry:
+    order: tuple[int, int]
+    fn: Handler = field(compare=False)
+    is_async: bool = field(compare=False)
+
+
+class Events:
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[_Entry]] = {}
+        self._declared: set[str] = set(CORE_EVENTS)
+        self._seq = 0
+
+    def declare(self, name: str) -> None:
+        """Make a module's own event name known, so others may hook it."""
+        self._declared.add(name)
+
+    def hook(self, name: str, fn: Handler, priority: int = 0) -> None:
+        self._seq += 1
+        entries = self._handlers.setdefault(name, [])
+        entries.append(_Entry((-priority, self._seq), fn, asyncio.iscoroutinefunction(fn)))
+        entries.sort()
+
+    def unhook(self, name: str, fn: Handler) -> None:
+        self._handlers[name] = [e for e in self._handlers.get(name, []) if e.fn is not fn]
+
+    def has(self, name: str) -> bool:
+        return name in self._handlers
+
+    def check(self) -> None:
+        """Raise if any hooked name is one that nothing fires (a misspelling)."""
+        unknown = [
+            n for n in self._handlers
+            if n not in self._declared and not _STANZA_EVENT.match(n) and not _IQ_EVENT.match(n)
+        ]
+        if unknown:
+            raise ValueError(f"hooks on events that are never fired: {', '.join(sorted(unknown))}")
+
+    async def fire(self, name: str, event: Any) -> Any:
+        entries = self._handlers.get(name)
+        if not entries:
+            return None
+        for entry in entries:
+            result = entry.fn(event)
+            if entry.is_async:
+                result = await result
+            if result is not None:
+                return result
+        return None
+
+    async def fire_all(self, name: str, event: Any) -> None:
+        """Run every handler (for notifications that nobody may stop)."""
+        for entry in self._handlers.get(name, ()):
+            result = entry.fn(event)
+            if entry.is_async:
+                await result

@@ -1,0 +1,132 @@
+"""JIDs prepared per RFC 7622: PRECIS profiles (precis-i18n) and IDNA domains (idna).
+
+Parsing is on the hot path (every stanza's to/from), and preparation is
+costly, so results are cached by input string.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import idna
+import precis_i18n
+
+from sakari.stream.errors import StanzaError
+
+_USERNAME = precis_i18n.get_profile("UsernameCaseMapped")
+_RESOURCE = precis_i18n.get_profile("OpaqueString")
+
+_PLAIN_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-+")
+_PLAIN_DOMAIN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+# RFC 7622 §3.3.1: these may not appear in a localpart even though PRECIS allows them.
+_LOCAL_FORBIDDEN = frozenset("\"&'/:<>@")
+
+
+class JIDError(StanzaError):
+    def __init__(self, text: str) -> None:
+        super().__init__("jid-malformed", text)
+
+
+class JID(NamedTuple):
+    local: str
+    domain: str
+    resource: str
+
+    @property
+    def bare(self) -> JID:
+        return JID(self.local, self.domain, "") if self.resource else self
+
+    @property
+    def is_bare(self) -> bool:
+        return not self.resource
+
+    @property
+    def is_domain(self) -> bool:
+        return not self.local and not self.resource
+
+    def with_resource(self, resource: str) -> JID:
+        return JID(self.local, self.domain, prep_resource(resource))
+
+    def __str__(self) -> str:
+        s = f"{self.local}@{self.domain}" if self.local else self.domain
+        return f"{s}/{self.resource}" if self.resource else s
+
+
+def prep_local(local: str) -> str:
+    if not local:
+        raise JIDError("empty localpart")
+    if set(local) <= _PLAIN_LOCAL:
+        result = local
+    else:
+        try:
+            result = _USERNAME.enforce(local)
+        except UnicodeError as e:
+            raise JIDError(f"invalid localpart: {e}") from None
+        if _LOCAL_FORBIDDEN & set(result):
+            raise JIDError("localpart contains a forbidden character")
+    if len(result.encode()) > 1023:
+        raise JIDError("localpart too long")
+    return result
+
+
+def prep_domain(domain: str) -> str:
+    if domain.endswith("."):
+        domain = domain[:-1]
+    if not domain:
+        raise JIDError("empty domainpart")
+    lowered = domain.lower()
+    if set(lowered) <= _PLAIN_DOMAIN:
+        result = lowered
+    elif domain.startswith("[") and domain.endswith("]"):
+        result = domain  # IPv6 literal
+    else:
+        try:
+            result = idna.decode(idna.encode(domain, uts46=True))
+        except idna.IDNAError as e:
+            raise JIDError(f"invalid domainpart: {e}") from None
+    if ".." in result or result.startswith(".") or len(result.encode()) > 1023:
+        raise JIDError("invalid domainpart")
+    return result
+
+
+def prep_resource(resource: str) -> str:
+    if not resource:
+        raise JIDError("empty resourcepart")
+    if resource.isascii() and resource.isprintable():
+        result = resource
+    else:
+        try:
+            result = _RESOURCE.enforce(resource)
+        except UnicodeError as e:
+            raise JIDError(f"invalid resourcepart: {e}") from None
+    if len(result.encode()) > 1023:
+        raise JIDError("resourcepart too long")
+    return result
+
+
+@lru_cache(maxsize=65536)
+def parse_jid(text: str) -> JID:
+    """Parse and prepare a JID string; raises JIDError (jid-malformed)."""
+    rest, slash, resource = text.partition("/")
+    if slash and not resource:
+        raise JIDError("empty resourcepart")
+    local, at, domain = rest.rpartition("@")
+    if not at:
+        domain = rest
+    elif not local:
+        raise JIDError("empty localpart")
+    return JID(
+        prep_local(local) if at else "",
+        prep_domain(domain),
+        prep_resource(resource) if slash else "",
+    )
+
+
+def try_parse_jid(text: str | None) -> JID | None:
+    if text is None:
+        return None
+    try:
+        return parse_jid(text)
+    except JIDError:
+        return None

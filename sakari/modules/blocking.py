@@ -1,0 +1,143 @@
+"""XEP-0191 Blocking Command: a blocked contact gets nothing from the user, and the user nothing from it.
+
+Block lists of online accounts are held in memory, so filtering costs no
+database round trip on the hot path; an offline recipient's list is read
+from storage on the (already slow) offline path.
+"""
+
+from __future__ import annotations
+
+from sakari.core import events as E
+from sakari.core.events import SessionEvent, StanzaEvent
+from sakari.core.jid import JID, JIDError, parse_jid
+from sakari.core.modules import ModuleAPI
+from sakari.modules.util import owner_of, payload
+from sakari.stream.errors import StanzaError
+from sakari.xml.element import Element
+
+NS = "urn:xmpp:blocking"
+NS_ERRORS = "urn:xmpp:blocking:errors"
+MAX_ITEMS = 1000
+
+
+def matches(blocked: set[str], jid: JID) -> bool:
+    """XEP-0191 §3.6: an item matches the full JID, the bare JID, the domain or domain/resource."""
+    if not blocked:
+        return False
+    return (
+        str(jid) in blocked
+        or str(jid.bare) in blocked
+        or jid.domain in blocked
+        or (bool(jid.resource) and f"{jid.domain}/{jid.resource}" in blocked)
+    )
+
+
+def setup(mod: ModuleAPI) -> None:
+    store = mod.storage.blocklist
+    cache: dict[str, set[str]] = {}
+    router = mod.router
+
+    async def blocklist(owner: JID) -> set[str]:
+        key = str(owner)
+        found = cache.get(key)
+        if found is None:
+            found = await store.get(key)
+            if router.is_online(owner):
+                cache[key] = found
+        return found
+
+    async def filter_stanza(event: StanzaEvent) -> bool | None:
+        sender, recipient = event.from_jid, event.to_jid
+        if recipient.bare == sender.bare:
+            return None
+        kind = event.stanza.name
+        stype = event.stanza.attrs.get("type")
+        if sender.domain in router.hosts and sender.local and matches(await blocklist(sender.bare), recipient):
+            if kind != "presence" and stype not in ("error", "result") and event.origin is not None:
+                error = StanzaError("not-acceptable", "you have blocked this contact")
+                reply = error.to_element()
+                reply.add("blocked", NS_ERRORS)
+                err = Element(kind, attrs={"type": "error", "to": str(sender), "from": str(recipient)})
+                if "id" in event.stanza.attrs:
+                    err.attrs["id"] = event.stanza.attrs["id"]
+                err.append(reply)
+                event.origin.send(err)
+            return True
+        if matches(await blocklist(recipient.bare), sender):
+            if kind == "presence" or stype in ("error", "result") or (kind == "message" and stype == "groupchat"):
+                return True
+            router.reply_error(event, StanzaError("service-unavailable"))
+            return True
+        return None
+
+    def items_of(query: Element) -> list[str]:
+        jids = []
+        for item in query.find_all("item"):
+            try:
+                jids.append(str(parse_jid(item.attrs.get("jid", ""))))
+            except JIDError as e:
+                raise StanzaError("jid-malformed", e.text) from None
+        return jids
+
+    def push(owner: JID, query: Element) -> None:
+        for session in router.sessions_of(owner):
+            if session.props.get("blocking"):
+                iq = Element("iq", attrs={"type": "set", "id": "block-push", "to": str(session.jid)})
+                iq.append(query)
+                session.send(iq)
+
+    async def get(event: StanzaEvent) -> Element:
+        if event.origin is not None:
+            event.origin.props["blocking"] = True
+        result = Element("blocklist", NS)
+        for jid in sorted(await blocklist(event.to_jid.bare)):
+            result.add("item", attrs={"jid": jid})
+        return result
+
+    async def block(event: StanzaEvent) -> bool:
+        owner = event.to_jid.bare
+        jids = items_of(payload(event))
+        if not jids:
+            raise StanzaError("bad-request", "name at least one JID to block")
+        current = await blocklist(owner)
+        if len(current | set(jids)) > MAX_ITEMS:
+            raise StanzaError("not-allowed", "the block list is full")
+        presence = mod.server.services.get("presence")
+        new = [j for j in jids if j not in current]
+        if presence is not None:
+            for jid in new:
+                # Tell the contact we went away while it can still hear us.
+                await presence.send_current(owner, parse_jid(jid), unavailable=True)
+        await store.add(owner_of(event), jids)
+        current.update(jids)
+        push(owner, payload(event))
+        return True
+
+    async def unblock(event: StanzaEvent) -> bool:
+        owner = event.to_jid.bare
+        jids = items_of(payload(event))
+        current = await blocklist(owner)
+        released = set(current) if not jids else current & set(jids)
+        await store.remove(owner_of(event), jids or None)
+        current.difference_update(released)
+        push(owner, payload(event))
+        presence = mod.server.services.get("presence")
+        rosters = mod.server.services.get("roster")
+        if presence is not None and rosters is not None:
+            for jid in released:
+                item = await rosters.item(str(owner), jid)
+                if item is not None and item.subscription in ("from", "both"):
+                    await presence.send_current(owner, parse_jid(jid))
+        return True
+
+    async def session_closed(event: SessionEvent) -> None:
+        if not router.is_online(event.session.bare):
+            cache.pop(str(event.session.bare), None)
+
+    mod.add_feature(NS)
+    mod.add_account_feature(NS)
+    mod.hook(E.INBOUND_USER, filter_stanza, priority=100)
+    mod.hook(f"iq-get/self/{NS}:blocklist", get)
+    mod.hook(f"iq-set/self/{NS}:block", block)
+    mod.hook(f"iq-set/self/{NS}:unblock", unblock)
+    mod.hook(E.SESSION_CLOSED, session_closed, priority=-10)

@@ -1,0 +1,59 @@
+"""XEP-0012 Last Activity: the server's uptime, and when a contact was last online.
+
+Only the time of the last logout (and its status text) is kept, and only
+contacts subscribed to the user's presence may ask for it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from sakari.core import events as E
+from sakari.core.events import SessionEvent, StanzaEvent
+from sakari.core.modules import ModuleAPI
+from sakari.modules.util import owner_of
+from sakari.stream.errors import StanzaError
+from sakari.xml.element import Element
+
+NS = "jabber:iq:last"
+
+
+def setup(mod: ModuleAPI) -> None:
+    store = mod.storage.documents("last")
+    rosters = mod.require("roster")
+    started = time.monotonic()
+
+    def uptime(event: StanzaEvent) -> Element:
+        return Element("query", NS, {"seconds": str(int(time.monotonic() - started))})
+
+    async def contact_last(event: StanzaEvent) -> Element:
+        owner = owner_of(event)
+        asker = str(event.from_jid.bare)
+        if asker != owner:
+            item = await rosters.item(owner, asker)
+            if item is None or item.subscription not in ("from", "both"):
+                raise StanzaError("forbidden", "only contacts subscribed to this user's presence may ask")
+        if any(s.available for s in mod.router.sessions_of(event.to_jid.bare)):
+            return Element("query", NS, {"seconds": "0"})
+        data = await store.get(owner, "")
+        if data is None:
+            raise StanzaError("item-not-found")
+        record = json.loads(data)
+        query = Element("query", NS, {"seconds": str(max(0, int(time.time() - record["at"])))})
+        if record.get("status"):
+            query.append(record["status"])
+        return query
+
+    async def session_closed(event: SessionEvent) -> None:
+        session = event.session
+        if mod.router.is_online(session.bare):
+            return
+        status = session.presence.child_text("status") if session.presence is not None else None
+        await store.set(str(session.bare), "", json.dumps({"at": int(time.time()), "status": status or ""}).encode())
+
+    mod.add_feature(NS)
+    mod.hook(f"iq-get/host/{NS}:query", uptime)
+    mod.hook(f"iq-get/bare/{NS}:query", contact_last)
+    mod.hook(f"iq-get/self/{NS}:query", contact_last)
+    mod.hook(E.SESSION_CLOSED, session_closed, priority=10)

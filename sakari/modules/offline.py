@@ -1,0 +1,56 @@
+"""XEP-0160 offline messages: kept for an account with no available resource, delivered in order
+on its next initial presence with a non-negative priority, with a XEP-0203 delay stamp."""
+
+from __future__ import annotations
+
+from sakari.config import declare, positive
+from sakari.core import events as E
+from sakari.core.events import SessionEvent, StanzaEvent
+from sakari.core.modules import ModuleAPI
+from sakari.modules.presence import PRESENCE_INITIAL
+from sakari.modules.util import utc_stamp
+from sakari.stream.errors import StanzaError
+from sakari.xml import fragment
+
+NS_DELAY = "urn:xmpp:delay"
+NS_OFFLINE = "msgoffline"
+
+MAX_MESSAGES = declare(
+    "offline.max_messages", 1000, "Messages kept for one offline account; beyond it senders get an error.", positive
+)
+
+
+def setup(mod: ModuleAPI) -> None:
+    store = mod.storage.offline
+    limit = mod.option(MAX_MESSAGES)
+
+    async def keep(event: StanzaEvent) -> bool | None:
+        stanza = event.stanza
+        if stanza.attrs.get("type", "normal") not in ("normal", "chat"):
+            return False  # handled: headline/groupchat/error are not kept (RFC 6121 §8.5.2.2.1)
+        owner = str(event.to_jid.bare)
+        if await mod.storage.accounts.get(owner) is None:
+            return None  # no such account: the router answers service-unavailable
+        if await store.count(owner) >= limit:
+            raise StanzaError("service-unavailable", "the recipient's offline storage is full")
+        copy = stanza.shallow_copy()
+        copy.children = list(stanza.children)
+        copy.add("delay", NS_DELAY, {"from": mod.domain, "stamp": utc_stamp()}, "Offline storage")
+        await store.push(owner, fragment.dump(copy))
+        return True
+
+    async def deliver(event: SessionEvent) -> None:
+        session = event.session
+        if session.priority < 0:
+            return
+        owner = str(session.bare)
+        stored = await store.list(owner)
+        if not stored:
+            return
+        for _, data in stored:
+            session.send(fragment.load(data))
+        await store.delete_through(owner, stored[-1][0])
+
+    mod.add_feature(NS_OFFLINE)
+    mod.hook(E.MESSAGE_OFFLINE, keep)
+    mod.hook(PRESENCE_INITIAL, deliver)

@@ -1,0 +1,259 @@
+"""RFC 6121 §3–§4: presence subscriptions and presence broadcast.
+
+Subscription states change only here, through the roster service, so the
+roster push always follows the stored state. Outbound subscription stanzas
+are stamped with the user's bare JID (§3.1.2); broadcasts go from the full
+JID of the resource to every contact with a ``from`` or ``both``
+subscription, to the user's own resources and to anyone the resource sent
+directed presence to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sakari.core import events as E
+from sakari.core.events import SessionEvent, StanzaEvent
+from sakari.core.jid import JID, parse_jid
+from sakari.core.modules import ModuleAPI
+from sakari.core.session import Session
+from sakari.storage.base import RosterItem
+from sakari.xml.element import Element
+
+PRESENCE_INITIAL = "presence/initial"  # SessionEvent: a resource became available for the first time
+MAX_DIRECTED = 100  # directed-presence recipients remembered per session, for their unavailable
+
+SUBSCRIPTION_TYPES = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
+
+# (current subscription, what happens) → new subscription; RFC 6121 Appendix A.
+_GAIN_FROM = {"none": "from", "to": "both", "from": "from", "both": "both"}
+_GAIN_TO = {"none": "to", "from": "both", "to": "to", "both": "both"}
+_LOSE_FROM = {"from": "none", "both": "to", "none": "none", "to": "to"}
+_LOSE_TO = {"to": "none", "both": "from", "none": "none", "from": "from"}
+
+
+def _presence(type_: str | None, **attrs: str) -> Element:
+    if type_:
+        attrs["type"] = type_
+    return Element("presence", attrs=attrs)
+
+
+def _priority(stanza: Element) -> int:
+    text = stanza.child_text("priority")
+    try:
+        value = int(text) if text else 0
+    except ValueError:
+        return 0
+    return max(-128, min(127, value))
+
+
+class Presence:
+    """The ``presence`` service: the roster module asks it to settle subscriptions on removal."""
+
+    def __init__(self, mod: ModuleAPI) -> None:
+        self.mod = mod
+        self.router = mod.router
+        self.rosters = mod.require("roster")
+
+    # --- broadcast ------------------------------------------------------------
+    async def broadcast(self, session: Session, stanza: Element) -> None:
+        """A presence without 'to' from one resource (RFC 6121 §4.2, §4.4, §4.5)."""
+        available = stanza.attrs.get("type") is None
+        initial = available and not session.available
+        owner = str(session.bare)
+        session.priority = _priority(stanza) if available else 0
+        session.presence = stanza if available else None
+        if not available:
+            session.available = False
+        roster = await self.rosters.get(owner)
+        for item in list(roster.items.values()):
+            if item.subscription in ("from", "both"):
+                await self.router.route(stanza.shallow_copy(), session.jid, parse_jid(item.jid), session)
+        if not available:
+            directed = session.props.pop("directed", set())
+            for jid in directed:
+                await self.router.route(stanza.shallow_copy(), session.jid, jid, session)
+        others = [s for s in self.router.sessions_of(session.bare) if s.available and s is not session]
+        copy = stanza.shallow_copy()
+        copy.attrs["from"] = str(session.jid)
+        for other in others:
+            copy.attrs["to"] = str(other.jid)
+            other.send(copy)
+        if available:
+            session.available = True
+            copy.attrs["to"] = str(session.jid)
+            session.send(copy)
+        if initial:
+            for other in others:
+                if other.presence is not None:
+                    mine = other.presence.shallow_copy()
+                    mine.attrs["from"] = str(other.jid)
+                    mine.attrs["to"] = str(session.jid)
+                    session.send(mine)
+            probe = _presence("probe")
+            for item in list(roster.items.values()):
+                if item.subscription in ("to", "both"):
+                    await self.router.route(probe.shallow_copy(), session.bare, parse_jid(item.jid), session)
+            for item in list(roster.items.values()):
+                if item.pending_in:
+                    session.send(_presence("subscribe", to=str(session.jid), **{"from": item.jid}))
+            await self.mod.events.fire_all(PRESENCE_INITIAL, SessionEvent(session))
+
+    async def send_current(self, owner: JID, contact: JID, unavailable: bool = False) -> None:
+        """Each available resource's presence (or unavailable) to one contact."""
+        for s in self.router.sessions_of(owner):
+            if s.available and s.presence is not None:
+                stanza = _presence("unavailable") if unavailable else s.presence.shallow_copy()
+                await self.router.route(stanza, s.jid, contact, s)
+
+    # --- outbound subscription stanzas (the user acts) ------------------------
+    async def outbound(self, event: StanzaEvent) -> bool | None:
+        stanza = event.stanza
+        ptype = stanza.attrs.get("type")
+        session = event.origin
+        assert session is not None
+        if ptype is None or ptype == "unavailable":
+            if event.to_jid == session.bare and stanza.attrs.get("to") is None:
+                await self.broadcast(session, stanza)
+                return True
+            directed: set[JID] = session.props.setdefault("directed", set())
+            if ptype is None and len(directed) < MAX_DIRECTED:
+                directed.add(event.to_jid)
+            elif ptype == "unavailable":
+                directed.discard(event.to_jid)
+            return None  # routed as usual
+        if ptype not in SUBSCRIPTION_TYPES:
+            return None  # probe and error go as they are
+        owner, contact = session.bare, event.to_jid.bare
+        if owner == contact:
+            return True
+        stanza.attrs["from"] = str(owner)
+        stanza.attrs["to"] = str(contact)
+        item = await self.rosters.item(str(owner), str(contact))
+        route = True
+        if ptype == "subscribe":
+            item = item or RosterItem(str(contact))
+            if item.subscription in ("none", "from") or not item.listed:
+                await self.rosters.put(str(owner), replace(item, ask=True, listed=True))
+        elif ptype == "subscribed":
+            if item is not None and item.pending_in:
+                await self.rosters.put(
+                    str(owner), replace(item, subscription=_GAIN_FROM[item.subscription], pending_in=False, listed=True)
+                )
+            elif item is None or (item.subscription in ("none", "to") and not item.approved):
+                # RFC 6121 §3.4: approve in advance; nothing goes to the contact yet.
+                await self.rosters.put(str(owner), replace(item or RosterItem(str(contact)), approved=True, listed=True))
+                route = False
+            else:
+                route = False
+        elif ptype == "unsubscribe":
+            if item is None or (item.subscription in ("none", "from") and not item.ask):
+                route = item is not None
+            else:
+                await self.rosters.put(str(owner), replace(item, subscription=_LOSE_TO[item.subscription], ask=False))
+        else:  # unsubscribed
+            if item is None:
+                route = False
+            elif item.subscription in ("from", "both") or item.pending_in or item.approved:
+                lost_from = item.subscription in ("from", "both")
+                new = replace(item, subscription=_LOSE_FROM[item.subscription], pending_in=False, approved=False)
+                if new.listed:
+                    await self.rosters.put(str(owner), new)
+                else:
+                    await self.rosters.remove(str(owner), str(contact))
+                if lost_from:
+                    await self.router.route(stanza, owner, contact, session)
+                    await self.send_current(owner, contact, unavailable=True)
+                    return True
+        if route:
+            await self.router.route(stanza, owner, contact, session)
+            if ptype == "subscribed":
+                await self.send_current(owner, contact)
+        return True
+
+    # --- inbound subscription stanzas and probes (a contact acts) -------------
+    async def inbound(self, event: StanzaEvent) -> bool | None:
+        stanza = event.stanza
+        ptype = stanza.attrs.get("type")
+        if ptype not in SUBSCRIPTION_TYPES and ptype != "probe":
+            return None  # available/unavailable/error: delivered as usual
+        owner, contact = event.to_jid.bare, event.from_jid.bare
+        if await self.mod.storage.accounts.get(str(owner)) is None and not self.router.is_online(owner):
+            return True  # RFC 6121 §3.1.3: no such user, silently ignored
+        if ptype == "probe":
+            await self._probe(owner, contact, event.from_jid)
+            return True
+        item = await self.rosters.item(str(owner), str(contact))
+        stanza.attrs["from"] = str(contact)
+        deliver = False
+        if ptype == "subscribe":
+            if item is not None and item.subscription in ("from", "both"):
+                await self.router.route(_presence("subscribed"), owner, contact)
+            elif item is not None and item.approved:
+                await self.rosters.put(str(owner), replace(item, subscription=_GAIN_FROM[item.subscription], approved=False))
+                await self.router.route(_presence("subscribed"), owner, contact)
+                await self.send_current(owner, contact)
+            else:
+                if item is None or not item.pending_in:
+                    await self.rosters.put(str(owner), replace(item or RosterItem(str(contact), listed=False), pending_in=True))
+                deliver = True
+        elif ptype == "subscribed":
+            if item is not None and item.ask:
+                await self.rosters.put(str(owner), replace(item, subscription=_GAIN_TO[item.subscription], ask=False))
+                deliver = True
+        elif ptype == "unsubscribe":
+            if item is not None and (item.subscription in ("from", "both") or item.pending_in):
+                new = replace(item, subscription=_LOSE_FROM[item.subscription], pending_in=False)
+                if new.listed:
+                    await self.rosters.put(str(owner), new)
+                else:
+                    await self.rosters.remove(str(owner), str(contact))
+                await self.send_current(owner, contact, unavailable=True)
+                deliver = True
+        else:  # unsubscribed
+            if item is not None and (item.subscription in ("to", "both") or item.ask):
+                await self.rosters.put(str(owner), replace(item, subscription=_LOSE_TO[item.subscription], ask=False))
+                deliver = True
+        if deliver:
+            for s in self.router.sessions_of(owner):
+                if s.available:
+                    copy = stanza.shallow_copy()
+                    copy.attrs["to"] = str(s.jid)
+                    s.send(copy)
+        return True
+
+    async def _probe(self, owner: JID, contact: JID, prober: JID) -> None:
+        if contact != owner:
+            item = await self.rosters.item(str(owner), str(contact))
+            if item is None or item.subscription not in ("from", "both"):
+                return  # RFC 6121 §4.3.2: reveal nothing to those not subscribed
+        sessions = [s for s in self.router.sessions_of(owner) if s.available and s.presence is not None]
+        if not sessions:
+            await self.router.route(_presence("unavailable"), owner, prober)
+        for s in sessions:
+            await self.router.route(s.presence.shallow_copy(), s.jid, prober, s)  # type: ignore[union-attr]
+
+    async def roster_item_removed(self, owner: str, item: RosterItem) -> None:
+        """RFC 6121 §2.5.2: removing a contact cancels subscriptions both ways."""
+        owner_jid, contact = parse_jid(owner), parse_jid(item.jid)
+        if item.subscription in ("to", "both") or item.ask:
+            await self.router.route(_presence("unsubscribe"), owner_jid, contact)
+        if item.subscription in ("from", "both") or item.pending_in:
+            await self.router.route(_presence("unsubscribed"), owner_jid, contact)
+            await self.send_current(owner_jid, contact, unavailable=True)
+
+    async def session_closed(self, event: SessionEvent) -> None:
+        session = event.session
+        if session.available:
+            await self.broadcast(session, _presence("unavailable"))
+
+
+def setup(mod: ModuleAPI) -> None:
+    presence = Presence(mod)
+    mod.provide("presence", presence)
+    mod.events.declare(PRESENCE_INITIAL)
+    for target in ("self", "bare", "full", "host"):
+        mod.hook(f"pre-presence/{target}", presence.outbound)
+    for target in ("bare", "full"):
+        mod.hook(f"presence/{target}", presence.inbound)
+    mod.hook(E.SESSION_CLOSED, presence.session_closed)

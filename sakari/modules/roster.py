@@ -1,0 +1,160 @@
+"""RFC 6121 §2 roster management, with roster versioning (XEP-0237).
+
+Provides the ``roster`` service: the presence module changes subscription
+states through it, and every change is pushed to the account's interested
+resources. Rosters of online accounts are kept in memory; the store is
+written before any push goes out.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+from sakari.core import events as E
+from sakari.core.events import SessionEvent, StanzaEvent
+from sakari.core.jid import JIDError, parse_jid
+from sakari.core.modules import ModuleAPI
+from sakari.modules.util import owner_of, payload
+from sakari.storage.base import RosterItem
+from sakari.stream.errors import StanzaError
+from sakari.xml.element import Element
+
+NS = "jabber:iq:roster"
+NS_VER = "urn:xmpp:features:rosterver"
+MAX_ITEMS = 1000
+
+
+@dataclass
+class Roster:
+    version: int
+    items: dict[str, RosterItem]
+
+
+def item_element(item: RosterItem) -> Element:
+    attrs = {"jid": item.jid, "subscription": item.subscription}
+    if item.name:
+        attrs["name"] = item.name
+    if item.ask:
+        attrs["ask"] = "subscribe"
+    if item.approved:
+        attrs["approved"] = "true"
+    el = Element("item", NS, attrs)
+    for group in item.groups:
+        el.add("group", text=group)
+    return el
+
+
+class Rosters:
+    """The roster service other modules use."""
+
+    def __init__(self, mod: ModuleAPI) -> None:
+        self.mod = mod
+        self.store = mod.storage.roster
+        self._cache: dict[str, Roster] = {}
+        self._push_ids = itertools.count(1)
+
+    async def get(self, owner: str) -> Roster:
+        roster = self._cache.get(owner)
+        if roster is None:
+            version, items = await self.store.get(owner)
+            roster = Roster(version, items)
+            if self.mod.router.is_online(parse_jid(owner)):
+                self._cache[owner] = roster
+        return roster
+
+    def forget(self, owner: str) -> None:
+        self._cache.pop(owner, None)
+
+    async def item(self, owner: str, jid: str) -> RosterItem | None:
+        return (await self.get(owner)).items.get(jid)
+
+    async def put(self, owner: str, item: RosterItem) -> None:
+        roster = await self.get(owner)
+        previous = roster.items.get(item.jid)
+        roster.items[item.jid] = item
+        roster.version = await self.store.put(owner, item)
+        if item.listed or (previous is not None and previous.listed):
+            self.push(owner, roster.version, item_element(item))
+
+    async def remove(self, owner: str, jid: str) -> None:
+        roster = await self.get(owner)
+        old = roster.items.pop(jid, None)
+        roster.version = await self.store.delete(owner, jid)
+        if old is not None and old.listed:
+            self.push(owner, roster.version, Element("item", NS, {"jid": jid, "subscription": "remove"}))
+
+    def push(self, owner: str, version: int, item: Element) -> None:
+        for session in self.mod.router.sessions_of(parse_jid(owner)):
+            if session.interested:
+                iq = Element("iq", attrs={"type": "set", "id": f"push{next(self._push_ids)}", "to": str(session.jid)})
+                iq.add("query", NS, {"ver": str(version)}).append(item)
+                session.send(iq)
+
+
+def _parse_item(query: Element) -> Element:
+    items = query.find_all("item", NS)
+    if len(items) != 1:
+        raise StanzaError("bad-request", "a roster set carries exactly one item")
+    return items[0]
+
+
+def setup(mod: ModuleAPI) -> None:
+    rosters = Rosters(mod)
+    mod.provide("roster", rosters)
+
+    async def get(event: StanzaEvent) -> Element | bool:
+        owner = owner_of(event)
+        if event.origin is not None:
+            event.origin.interested = True
+        roster = await rosters.get(owner)
+        query = Element("query", NS, {"ver": str(roster.version)})
+        if payload(event).attrs.get("ver") == str(roster.version):
+            return True  # XEP-0237 §2.4: nothing changed, an empty result
+        for item in roster.items.values():
+            if item.listed:
+                query.append(item_element(item))
+        return query
+
+    async def set_(event: StanzaEvent) -> bool:
+        owner = owner_of(event)
+        el = _parse_item(payload(event))
+        try:
+            jid = str(parse_jid(el.attrs.get("jid", "")))
+        except JIDError as e:
+            raise StanzaError("jid-malformed", e.text) from None
+        if jid == owner:
+            raise StanzaError("not-allowed", "you cannot be in your own roster")
+        if el.attrs.get("subscription") == "remove":
+            existing = await rosters.item(owner, jid)
+            if existing is None or not existing.listed:
+                raise StanzaError("item-not-found")
+            await mod.require("presence").roster_item_removed(owner, existing)
+            await rosters.remove(owner, jid)
+            return True
+        groups = [g.text for g in el.find_all("group", NS)]
+        if any(not g for g in groups):
+            raise StanzaError("not-acceptable", "a group name cannot be empty")
+        if len(set(groups)) != len(groups):
+            raise StanzaError("bad-request", "a group is named twice")
+        roster = await rosters.get(owner)
+        existing = roster.items.get(jid)
+        if existing is None and sum(1 for i in roster.items.values() if i.listed) >= MAX_ITEMS:
+            raise StanzaError("not-allowed", "the roster is full")
+        base = existing or RosterItem(jid)
+        await rosters.put(owner, replace(base, name=el.attrs.get("name") or None, groups=groups, listed=True))
+        return True
+
+    def forbidden(event: StanzaEvent) -> None:
+        raise StanzaError("forbidden", "a roster belongs to its owner")
+
+    async def session_closed(event: SessionEvent) -> None:
+        if not mod.router.is_online(event.session.bare):
+            rosters.forget(str(event.session.bare))
+
+    mod.add_stream_feature(lambda authenticated: Element("ver", NS_VER) if authenticated else None)
+    mod.hook(f"iq-get/self/{NS}:query", get)
+    mod.hook(f"iq-set/self/{NS}:query", set_)
+    mod.hook(f"iq-get/bare/{NS}:query", forbidden)
+    mod.hook(f"iq-set/bare/{NS}:query", forbidden)
+    mod.hook(E.SESSION_CLOSED, session_closed)

@@ -1,0 +1,172 @@
+"""The server: puts config, storage, router, modules and listeners together, and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from sakari import settings as S
+from sakari.config import Config
+from sakari.core import events as E
+from sakari.core.events import Events, ServerEvent
+from sakari.core.jid import prep_domain
+from sakari.core.modules import load_module
+from sakari.core.router import LocalRouter
+from sakari.net import tls
+from sakari.net.c2s import NONZA, C2SConnection
+from sakari.storage.sqlite import SYNCHRONOUS, SqliteStorage
+from sakari.stream.c2s import StreamSettings
+from sakari.stream.errors import StreamError
+from sakari.xml.element import Element
+
+log = logging.getLogger("sakari.server")
+
+
+def open_storage(config: Config) -> SqliteStorage:
+    backend = config[S.STORAGE_BACKEND]
+    if backend != "sqlite":
+        raise ValueError(f"storage.backend: unknown backend {backend!r}")
+    return SqliteStorage(Path(config[S.DATA_DIR]) / "sakari.sqlite", config[SYNCHRONOUS])
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.domain = prep_domain(config[S.DOMAIN])
+        self.data_dir = Path(config[S.DATA_DIR])
+        self.events = Events()
+        self.events.declare(NONZA)
+        self.router = LocalRouter({self.domain}, self.events)
+        self.storage = open_storage(config)
+        self.features: set[str] = set()
+        self.account_features: set[str] = set()
+        self.identities: set[tuple[str, str, str]] = {("server", "im", "Sakari")}
+        self.disco_extensions: list[Callable[[], Element]] = []
+        self.stream_features: list[Callable[[bool], Element | None]] = []
+        self.services: dict[str, Any] = {}
+        self.connections: set[C2SConnection] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._stopped = asyncio.Event()
+        self.ports: dict[str, int] = {}
+        self.auth_timeout = config[S.AUTH_TIMEOUT]
+        self.rate_bytes = config[S.RATE_BYTES]
+        self.rate_burst = max(config[S.RATE_BURST], config[S.MAX_STANZA_SIZE]) if self.rate_bytes else 0
+        self.max_send_buffer = config[S.MAX_SEND_BUFFER]
+        self.channel_bindings: dict[str, bytes] = {}
+        self.ssl_context = None
+        self.stream_settings = StreamSettings(
+            domain=self.domain,
+            tls_available=True,
+            require_encryption=config[S.REQUIRE_ENCRYPTION],
+            allow_plain=config[S.ALLOW_PLAIN],
+            max_stanza_size=config[S.MAX_STANZA_SIZE],
+            max_depth=config[S.MAX_DEPTH],
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a background task the server keeps track of (and logs if it fails)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("event=task-failed error=%r", exc, exc_info=exc)
+
+    def collect_stream_features(self, authenticated: bool) -> list[Element]:
+        return [el for provider in self.stream_features if (el := provider(authenticated)) is not None]
+
+    def _setup_tls(self) -> None:
+        cert, key = self.config[S.TLS_CERT], self.config[S.TLS_KEY]
+        if cert:
+            cert_path, key_path = Path(cert), Path(key or cert)
+        else:
+            cert_path, key_path = tls.ensure_self_signed(self.data_dir / "certs", self.domain)
+        self.ssl_context = tls.server_context(cert_path, key_path)
+        self.channel_bindings = {"tls-server-end-point": tls.end_point_hash(cert_path)}
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._setup_tls()
+        await self.storage.open()
+        for name in self.config[S.MODULES]:
+            load_module(self, name)
+        self.events.check()
+        loop = asyncio.get_running_loop()
+        binds = self.config[S.BIND]
+        for service, option, direct_tls in (("c2s", S.C2S_PORT, False), ("c2s-tls", S.C2S_TLS_PORT, True)):
+            port = self.config[option]
+            if not port:
+                continue
+            srv = await loop.create_server(
+                lambda d=direct_tls: C2SConnection(self, d),  # type: ignore[misc]
+                binds,
+                port,
+                ssl=self.ssl_context if direct_tls else None,
+                ssl_handshake_timeout=self.auth_timeout if direct_tls else None,
+                reuse_address=True,
+                backlog=4096,
+            )
+            self._servers.append(srv)
+            self.ports[service] = srv.sockets[0].getsockname()[1]
+            log.info("event=listening service=%s port=%d", service, self.ports[service])
+        self.spawn(self._keepalive())
+        await self.events.fire_all(E.SERVER_STARTED, ServerEvent())
+        log.info("event=ready domain=%s", self.domain)
+
+    async def _keepalive(self) -> None:
+        """Ping sessions that have been silent (XEP-0199) and drop those that do not answer."""
+        interval = self.config[S.PING_INTERVAL]
+        timeout = self.config[S.PING_TIMEOUT]
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(interval, timeout) / 2)
+            now = loop.time()
+            for conn in list(self.connections):
+                if conn.session is not None and not conn.pinging and now - conn.last_active > interval:
+                    self.spawn(self._ping(conn, timeout))
+
+    async def _ping(self, conn: C2SConnection, timeout: float) -> None:
+        session = conn.session
+        assert session is not None
+        conn.pinging = True
+        iq = Element("iq", attrs={"type": "get"})
+        iq.add("ping", "urn:xmpp:ping")
+        try:
+            await self.router.request(session, iq, timeout)
+        except asyncio.TimeoutError:
+            log.info("event=ping-timeout session=%s", session)
+            conn.close_stream(StreamError("connection-timeout", "no answer to ping"))
+        finally:
+            conn.pinging = False
+
+    async def stop(self) -> None:
+        log.info("event=stopping")
+        for srv in self._servers:
+            srv.close()
+        await self.events.fire_all(E.SERVER_STOPPING, ServerEvent())
+        for conn in list(self.connections):
+            conn.close_stream(StreamError("system-shutdown", "the server is shutting down"))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.storage.close()
+        self._stopped.set()
+        log.info("event=stopped")
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM or SIGINT, and stop cleanly."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()

@@ -1,0 +1,56 @@
+"""Options of the core server (modules declare their own next to their code)."""
+
+from sakari.config import declare, non_negative, one_of, port, positive
+
+DOMAIN = declare("domain", "localhost", "The domain this server serves: the part after @ in your users' addresses.")
+DATA_DIR = declare(
+    "data_dir", "data", "Where the database and the generated certificate live (relative to the working directory)."
+)
+LOG_LEVEL = declare("log_level", "info", "Log level: debug, info, warning or error. Logs never contain message bodies or IP addresses.",
+    one_of("debug", "info", "warning", "error"),
+)
+
+BIND = declare("network.bind", ["127.0.0.1"], "Addresses to listen on. Use [\"0.0.0.0\", \"::\"] to serve the network.")
+C2S_PORT = declare("network.c2s_port", 5222, "Client connections with STARTTLS (RFC 6120). 0 disables.", port)
+C2S_TLS_PORT = declare("network.c2s_tls_port", 5223, "Client connections with direct TLS (XEP-0368). 0 disables.", port)
+HTTP_PORT = declare(
+    "network.http_port", 5280, "HTTP port for the web modules (WebSocket, BOSH, uploads); reserved until one is enabled.", port
+)
+S2S_PORT = declare("network.s2s_port", 5269, "Server-to-server port for federation; reserved until federation is enabled.", port)
+
+TLS_CERT = declare("tls.certificate", "", "PEM certificate (chain) for the domain. Empty: a self-signed one is made in the data directory.")
+TLS_KEY = declare("tls.key", "", "PEM private key for tls.certificate.")
+
+REQUIRE_ENCRYPTION = declare(
+    "c2s.require_encryption", True, "Require TLS before authentication. Turn off only on loopback or for benchmarks."
+)
+ALLOW_PLAIN = declare("c2s.allow_plain", True, "Offer SASL PLAIN (only ever over TLS) for clients without SCRAM.")
+AUTH_TIMEOUT = declare("c2s.auth_timeout", 30.0, "Seconds a new connection has to authenticate and bind a resource.", positive)
+PING_INTERVAL = declare(
+    "c2s.ping_interval", 300.0, "Seconds of silence after which the server pings a client (XEP-0199).", positive
+)
+PING_TIMEOUT = declare("c2s.ping_timeout", 60.0, "Seconds to wait for the answer to that ping before dropping the session.", positive)
+
+MAX_STANZA_SIZE = declare("limits.max_stanza_size", 262144, "Largest stanza in bytes; a bigger one ends the stream with policy-violation.", positive)
+MAX_DEPTH = declare("limits.max_depth", 64, "Deepest XML nesting inside a stanza.", positive)
+RATE_BYTES = declare(
+    "limits.c2s_rate_bytes", 65536, "Bytes per second one client connection may send; reading pauses beyond it. 0: unlimited.", non_negative
+)
+RATE_BURST = declare("limits.c2s_rate_burst", 524288, "Bytes a client may send at once before the rate applies.", non_negative)
+MAX_SEND_BUFFER = declare(
+    "limits.max_send_buffer", 4194304, "Bytes queued for a client that does not read; past it the client is disconnected.", positive
+)
+
+SCRAM_ITERATIONS = declare("auth.scram_iterations", 10000, "PBKDF2 iterations for new passwords (SCRAM).", positive)
+
+STORAGE_BACKEND = declare("storage.backend", "sqlite", "Where data lives. \"sqlite\": one file in the data directory.")
+
+DEFAULT_MODULES = [
+    "roster", "presence", "offline", "disco", "ping", "time", "last", "vcard", "private", "blocking",
+    "contact_info",
+]
+MODULES = declare(
+    "modules.enabled",
+    DEFAULT_MODULES,
+    "Protocol modules to load. \"version\" (XEP-0092) is off by default so the server does not disclose its version.",
+)

@@ -1,0 +1,13 @@
+"""Namespaces the core needs to name; modules keep their own next to their code."""
+
+CLIENT = "jabber:client"
+SERVER = "jabber:server"
+STREAMS = "http://etherx.jabber.org/streams"
+XML = "http://www.w3.org/XML/1998/namespace"
+TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+SESSION = "urn:ietf:params:xml:ns:xmpp-session"
+STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
+STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+SASL_CB = "urn:xmpp:sasl-cb:0"

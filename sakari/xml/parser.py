@@ -1,0 +1,142 @@
+"""Incremental, hardened XML stream parser (sans-IO) built on expat.
+
+Bytes go in with :meth:`StreamParser.feed`; out come stream-level events:
+the stream header, each complete top-level element (a stanza or a
+negotiation element), and the end of the stream. Anything the XMPP
+restricted XML profile forbids (RFC 6120 §11.1: DTDs, entity declarations,
+processing instructions, comments) ends the stream with ``restricted-xml``;
+a top-level element that grows past ``max_stanza_size`` bytes or nests
+deeper than ``max_depth`` ends it with ``policy-violation``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from xml.parsers import expat
+
+from sakari.stream.errors import StreamError
+from sakari.xml import ns as NS
+from sakari.xml.element import Element
+
+_XML_NS_PREFIX = NS.XML + " "
+
+
+@dataclass(slots=True)
+class StreamOpened:
+    name: str
+    ns: str
+    default_ns: str | None
+    attrs: dict[str, str]
+
+
+@dataclass(slots=True)
+class StreamClosed:
+    pass
+
+
+Event = StreamOpened | Element | StreamClosed
+
+
+def _split(qname: str) -> tuple[str, str]:
+    ns, sep, local = qname.rpartition(" ")
+    return (local, ns) if sep else (qname, "")
+
+
+def _attrs(raw: dict[str, str]) -> dict[str, str]:
+    if not raw:
+        return {}
+    out = {}
+    for key, value in raw.items():
+        if " " in key:
+            if key.startswith(_XML_NS_PREFIX):
+                key = "xml:" + key[len(_XML_NS_PREFIX):]
+            else:
+                attr_ns, _, local = key.rpartition(" ")
+                key = "{" + attr_ns + "}" + local
+        out[key] = value
+    return out
+
+
+class StreamParser:
+    """Turns the bytes of one XML stream into events; one instance per stream restart."""
+
+    def __init__(self, max_stanza_size: int = 262144, max_depth: int = 64) -> None:
+        self.max_stanza_size = max_stanza_size
+        self.max_depth = max_depth
+        self._events: list[Event] = []
+        self._stack: list[Element] = []
+        self._depth = 0
+        self._stanza_start = 0
+        self._fed = 0
+        self._default_ns: str | None = None
+        p = expat.ParserCreate("UTF-8", " ")
+        p.buffer_text = True
+        p.buffer_size = 65536
+        p.ordered_attributes = False
+        p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        p.StartElementHandler = self._start
+        p.EndElementHandler = self._end
+        p.CharacterDataHandler = self._text
+        p.StartNamespaceDeclHandler = self._ns_decl
+        p.StartDoctypeDeclHandler = self._restricted
+        p.EntityDeclHandler = self._restricted
+        p.ProcessingInstructionHandler = self._restricted
+        p.CommentHandler = self._restricted
+        p.ExternalEntityRefHandler = self._restricted
+        p.NotationDeclHandler = self._restricted
+        p.UnparsedEntityDeclHandler = self._restricted
+        self._parser = p
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse more bytes; return the events they complete. Raises StreamError."""
+        self._fed += len(data)
+        try:
+            self._parser.Parse(data, False)
+        except expat.ExpatError as e:
+            raise StreamError("not-well-formed", str(e)) from None
+        if self._depth > 1 and self._fed - self._stanza_start > self.max_stanza_size:
+            raise StreamError("policy-violation", "stanza too large")
+        events = self._events
+        self._events = []
+        return events
+
+    # --- expat handlers -----------------------------------------------------
+    def _restricted(self, *args: object) -> int:
+        raise StreamError("restricted-xml", "DTDs, entities, comments and processing instructions are not allowed")
+
+    def _ns_decl(self, prefix: str | None, uri: str) -> None:
+        if self._depth == 0 and prefix is None:
+            self._default_ns = uri
+
+    def _start(self, qname: str, attrs: dict[str, str]) -> None:
+        depth = self._depth
+        self._depth = depth + 1
+        name, ns = _split(qname)
+        if depth == 0:
+            self._events.append(StreamOpened(name, ns, self._default_ns, _attrs(attrs)))
+            return
+        if depth >= self.max_depth:
+            raise StreamError("policy-violation", "XML nested too deeply")
+        el = Element(name, ns, _attrs(attrs))
+        if depth == 1:
+            self._stanza_start = self._parser.CurrentByteIndex
+        else:
+            self._stack[-1].children.append(el)
+        self._stack.append(el)
+
+    def _end(self, qname: str) -> None:
+        self._depth -= 1
+        depth = self._depth
+        if depth == 0:
+            self._events.append(StreamClosed())
+            return
+        el = self._stack.pop()
+        if depth == 1:
+            if self._parser.CurrentByteIndex - self._stanza_start > self.max_stanza_size:
+                raise StreamError("policy-violation", "stanza too large")
+            self._events.append(el)
+
+    def _text(self, data: str) -> None:
+        if self._depth > 1:
+            self._stack[-1].children.append(data)
+        # Text between top-level elements is whitespace keepalive; it carries nothing.
