@@ -235,7 +235,6 @@ def reference_markdown() -> str:
         "in the code (`python -m sakari config reference > docs/configuration.md`), so it",
         "cannot drift from what the server accepts. `sakari config check` names every invalid",
         "key or value with its line.",
-        "",
     ]
     section = None
     for opt in all_options():

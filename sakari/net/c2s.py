@@ -110,8 +110,9 @@ class C2SConnection(asyncio.Protocol):
         session = self.session
         if session is not None:
             self.session = None
-            if self.server.router.unbind(session):
-                self.server.spawn(self.server.events.fire_all(E.SESSION_CLOSED, SessionEvent(session)))
+            # Also for a session a newer one with the same resource replaced: its presence must end.
+            self.server.router.unbind(session)
+            self.server.spawn(self.server.events.fire_all(E.SESSION_CLOSED, SessionEvent(session)))
 
     def pause_writing(self) -> None:
         pass  # the send-buffer limit below is what protects us from a client that does not read
