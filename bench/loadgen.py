@@ -105,7 +105,8 @@ def _worker_entry(pipe, index: int, target: Target, users, params, cpus, coro_fn
             ru = resource.getrusage(resource.RUSAGE_SELF)
             result = dict(result or {})
             result["_pbkdf2"] = xmpp.PBKDF2_COUNT[0]
-            result["_cpu_s"] = ru.ru_utime + ru.ru_stime
+            result["_cpu_user_s"] = ru.ru_utime
+            result["_cpu_sys_s"] = ru.ru_stime
             pipe.send(("result", (result, new_cache)))
 
         runner(main())
@@ -212,7 +213,7 @@ def split(seq: list, parts: int, unit: int = 1) -> list[list]:
 
 async def login_many(ctx: WorkerContext, users: list[tuple[str, str]], concurrency: int,
                      presence: bool, flusher: xmpp.Flusher | None = None,
-                     resource_name: str = "bench") -> tuple[list[xmpp.Connection | None], int]:
+                     resource_name: str = "bench", raw: bool = False) -> tuple[list[xmpp.Connection | None], int]:
     """Log ``users`` in with bounded concurrency; returns connections (None on failure)."""
     t = ctx.target
     tls = ctx.tls_context()
@@ -227,7 +228,7 @@ async def login_many(ctx: WorkerContext, users: list[tuple[str, str]], concurren
             for attempt in range(3):
                 try:
                     conns[i] = await xmpp.login(t.host, t.port, user, pw, t.domain, resource_name,
-                                                flusher=flusher, tls=tls, presence=presence)
+                                                flusher=flusher, tls=tls, presence=presence, raw=raw)
                     return
                 except (OSError, xmpp.XMPPError, asyncio.TimeoutError) as e:
                     if not first_error:

@@ -65,3 +65,22 @@ def cpu_seconds(pids: list[int]) -> float:
         rest = stat[stat.rfind(b")") + 2:].split()
         ticks += int(rest[11]) + int(rest[12])  # utime, stime
     return ticks / CLK_TCK
+
+
+def cpu_busy_seconds(cpus: set[int] | tuple[int, ...]) -> tuple[float, float]:
+    """(busy, steal) seconds so far of the given CPUs, from /proc/stat.
+
+    Busy minus the server's own CPU time over a window is the load that
+    something else (another tenant, the generator spilling over, kernel work)
+    put on the server's core: the noise figure in the raw results."""
+    want = {f"cpu{c}" for c in cpus}
+    busy = steal = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] in want:
+                v = list(map(int, parts[1:]))
+                # user nice system idle iowait irq softirq steal ...
+                busy += v[0] + v[1] + v[2] + v[5] + v[6]
+                steal += v[7] if len(v) > 7 else 0
+    return busy / CLK_TCK, steal / CLK_TCK

@@ -15,6 +15,7 @@ runner, the report and the chart pick it up from there.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from array import array
 from dataclasses import dataclass, field, asdict
@@ -22,9 +23,10 @@ from typing import Any, Protocol
 
 from bench import xmpp
 from bench.loadgen import Fleet, Target, WorkerContext, login_many, split
-from bench.procstat import cpu_seconds, process_tree, rss_kib
+from bench.procstat import cpu_busy_seconds, cpu_seconds, process_tree, rss_kib
 
 NS = 1_000_000_000
+_ID_DIGITS = re.compile(rb"\sid=['\"](\d+)['\"]")
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Server(Protocol):
     def target(self) -> Target: ...
     @property
     def pid(self) -> int: ...
+    cpus: set[int] | None
     def accounts(self, n: int) -> list[tuple[str, str]]: ...
 
 
@@ -106,16 +109,23 @@ def _percentile(sorted_vals: list[int] | array, q: float) -> float:
     return sorted_vals[k]
 
 
-def _window_usage(server: Server, fleet: Fleet, m0: int, m1: int) -> tuple[float, float]:
-    """Server CPU and generator CPU (in cores) over the measurement window [m0, m1]."""
+def _window_usage(server: "Server", fleet: Fleet, m0: int, m1: int) -> dict:
+    """CPU use over the measurement window [m0, m1], in cores: the server's
+    process tree, the generator's workers, and what else ran on the server's
+    CPUs (``server_core_other``) or was stolen from them by the hypervisor."""
     spids = process_tree(server.pid)
     gpids = fleet.pids
+    cpus = server.cpus or set()
     _sleep_until_ns(m0)
     s0, g0 = cpu_seconds(spids), cpu_seconds(gpids)
+    b0, st0 = cpu_busy_seconds(cpus)
     _sleep_until_ns(m1)
     s1, g1 = cpu_seconds(spids), cpu_seconds(gpids)
+    b1, st1 = cpu_busy_seconds(cpus)
     span = (m1 - m0) / NS
-    return (s1 - s0) / span, (g1 - g0) / span
+    return {"server_cpu": (s1 - s0) / span, "gen_cpu": (g1 - g0) / span,
+            "server_core_other": max(0.0, (b1 - b0) - (s1 - s0)) / span if cpus else float("nan"),
+            "server_core_steal": (st1 - st0) / span if cpus else float("nan")}
 
 
 # =====================================================================  chat
@@ -124,7 +134,7 @@ async def chat_worker(ctx: WorkerContext) -> dict:
     loop = asyncio.get_running_loop()
     flusher = xmpp.Flusher(loop)
     conns, failures = await login_many(ctx, ctx.users, p["login_concurrency"], presence=True,
-                                       flusher=flusher)
+                                       flusher=flusher, raw=True)
     ctx.send("ready", {"online": sum(c is not None for c in conns), "failures": failures,
                        "error": ctx.extra.get("first_error", "")})
     go = await ctx.recv("go")
@@ -143,6 +153,7 @@ async def chat_worker(ctx: WorkerContext) -> dict:
     # delivery is sent by the partner without any cross-process traffic.
     prefixes: list[bytes] = [b""] * len(conns)
     suffix = f"'><body>{body}</body></message>".encode()
+    id_re = _ID_DIGITS
 
     def send_from(i: int) -> None:
         conns[i].send(prefixes[i] + str(now()).encode() + suffix)  # type: ignore[union-attr]
@@ -151,32 +162,31 @@ async def chat_worker(ctx: WorkerContext) -> dict:
     def make_handler(receiver: int):
         sender = receiver ^ 1
 
-        def on_stanza(el: xmpp.Element) -> None:
-            if el.name != "message":
+        def on_raw(name: bytes, tag: bytes, raw: bytes) -> None:
+            if name != b"message":
                 return
-            if el.attrs.get("type") == "error":
+            if b"error" in tag and xmpp.attr(tag, b"type") == b"error":
                 st["errors"] += 1
                 return
             t = now()
-            try:
-                ts = int(el.attrs["id"])
-            except (KeyError, ValueError):
+            m = id_re.search(tag)
+            if m is None:
                 st["other"] += 1
                 return
             st["received"] += 1
             if m0 <= t < m1:
                 st["in_window"] += 1
-                lat.append(t - ts)
+                lat.append(t - int(m.group(1)))
             if t < m1:
                 send_from(sender)
             elif st["received"] >= st["sent"] and not done.done():
                 done.set_result(None)
-        return on_stanza
+        return on_raw
 
     for i, c in enumerate(conns):
         partner = conns[i ^ 1]
         prefixes[i] = f"<message to='{xmpp.xml_escape(partner.jid)}' type='chat' id='".encode()  # type: ignore[union-attr]
-        c.on_stanza = make_handler(i)  # type: ignore[union-attr]
+        c.on_raw = make_handler(i)  # type: ignore[union-attr]
     await asyncio.sleep(max(0.0, (t_go - now()) / NS))
     for _ in range(window):
         for i in range(len(conns)):
@@ -219,7 +229,7 @@ class ChatScenario:
             m1 = m0 + int(params.duration_s * NS)
             fleet.broadcast("go", {"t_go": t_go, "m0": m0, "m1": m1, "drain_s": params.drain_s,
                                    "window": params.chat_window})
-            srv_cpu, gen_cpu = _window_usage(server, fleet, m0, m1)
+            usage = _window_usage(server, fleet, m0, m1)
             results = fleet.finish(timeout=params.drain_s + 60)
         finally:
             fleet.close()
@@ -238,9 +248,8 @@ class ChatScenario:
             "lost": sent - received,
             "errors": sum(r["errors"] for r in results),
             "disconnected": sum(r["closed_early"] for r in results),
-            "server_cpu": srv_cpu,
-            "gen_cpu": gen_cpu,
-            "msgs_per_server_cpu_s": rate / srv_cpu if srv_cpu > 0 else float("nan"),
+            **usage,
+            "msgs_per_server_cpu_s": rate / usage["server_cpu"] if usage["server_cpu"] > 0 else float("nan"),
             "users": len(users),
             "window": params.chat_window,
         }
@@ -319,7 +328,7 @@ class LoginScenario:
             m0 = t_go + int(params.warmup_s * NS)
             m1 = m0 + int(params.duration_s * NS)
             fleet.broadcast("go", {"m0": m0, "m1": m1})
-            srv_cpu, gen_cpu = _window_usage(server, fleet, m0, m1)
+            usage = _window_usage(server, fleet, m0, m1)
             results = fleet.finish(timeout=120)
         finally:
             fleet.close()
@@ -333,8 +342,7 @@ class LoginScenario:
             "p99_ms": _percentile(lat, 0.99) / 1e6,
             "failed": sum(r["failed"] for r in results),
             "errors": [e for r in results for e in r["errors"]][:3],
-            "server_cpu": srv_cpu,
-            "gen_cpu": gen_cpu,
+            **usage,
             "parallel": per_worker * params.workers,
             "tls": server.target.tls,
         }
@@ -426,7 +434,8 @@ async def muc_worker(ctx: WorkerContext) -> dict:
     p = ctx.params
     loop = asyncio.get_running_loop()
     flusher = xmpp.Flusher(loop)
-    conns, failures = await login_many(ctx, ctx.users, p["login_concurrency"], presence=True, flusher=flusher)
+    conns, failures = await login_many(ctx, ctx.users, p["login_concurrency"], presence=True,
+                                       flusher=flusher, raw=True)
     ctx.send("ready", {"failures": failures, "error": ctx.extra.get("first_error", "")})
     cmd = await ctx.recv("join")
     if cmd is None or failures:
@@ -442,9 +451,10 @@ async def muc_worker(ctx: WorkerContext) -> dict:
     lat = array("q")
     phase = {"m0": 0, "m1": 0}
     inflight = [0] * len(conns)
-    senders = set(range(p["senders"]))
+    senders: set[int] = set()
     last_rx = [0]
     body = "fan-out benchmark message"
+    id_re = _ID_DIGITS
 
     def send_from(i: int) -> None:
         conns[i].send(f"<message to='{room}' type='groupchat' id='{now()}'><body>{body}</body></message>".encode())  # type: ignore[union-attr]
@@ -452,41 +462,42 @@ async def muc_worker(ctx: WorkerContext) -> dict:
         st["sent"] += 1
 
     def make_handler(i: int):
-        me = nicks[i]
+        me = nicks[i].encode()
 
-        def on_stanza(el: xmpp.Element) -> None:
-            name = el.name
-            if name == "presence":
-                if el.attrs.get("from") == me and i in joined and not joined[i].done():
-                    if el.attrs.get("type") == "error":
-                        joined[i].set_exception(xmpp.XMPPError(f"join refused: {xmpp._describe(el)}"))
+        def on_raw(name: bytes, tag: bytes, raw: bytes) -> None:
+            if name == b"presence":
+                if i in joined and not joined[i].done() and xmpp.attr(tag, b"from") == me:
+                    if xmpp.attr(tag, b"type") == b"error":
+                        joined[i].set_exception(xmpp.XMPPError(f"join refused: {raw[:300]!r}"))
                     else:
                         joined[i].set_result(None)
                 return
-            if name != "message" or el.attrs.get("type") != "groupchat":
-                if name == "message" and el.attrs.get("type") == "error":
+            if name != b"message":
+                return
+            typ = xmpp.attr(tag, b"type")
+            if typ != b"groupchat":
+                if typ == b"error":
                     st["errors"] += 1
                 return
-            if el.find("body") is None or el.find("delay") is not None:
+            if b"<body" not in raw or b"<delay" in raw:
                 return  # subject or history
-            t = now()
-            try:
-                ts = int(el.attrs["id"])
-            except (KeyError, ValueError):
+            m = id_re.search(tag)
+            if m is None:
                 return
+            t = now()
             st["received"] += 1
             last_rx[0] = t
             if phase["m0"] <= t < phase["m1"]:
                 st["in_window"] += 1
-                lat.append(t - ts)
-            if el.attrs.get("from") == me and i in senders:
+                lat.append(t - int(m.group(1)))
+            if i in senders and xmpp.attr(tag, b"from") == me:
                 inflight[i] -= 1
                 if t < phase["m1"]:
                     send_from(i)
-        return on_stanza
+        return on_raw
 
     for i, c in enumerate(conns):
-        c.on_stanza = make_handler(i)  # type: ignore[union-attr]
+        c.on_raw = make_handler(i)  # type: ignore[union-attr]
 
     async def join(i: int) -> None:
         joined[i] = loop.create_future()
@@ -560,7 +571,7 @@ class MucScenario:
             m1 = m0 + int(params.duration_s * NS)
             fleet.broadcast("go", {"t_go": t_go, "m0": m0, "m1": m1, "drain_s": params.drain_s,
                                    "window": params.muc_window, "senders": per_worker_senders})
-            srv_cpu, gen_cpu = _window_usage(server, fleet, m0, m1)
+            usage = _window_usage(server, fleet, m0, m1)
             results = fleet.finish(timeout=params.drain_s + 60)
         finally:
             fleet.close()
@@ -580,8 +591,7 @@ class MucScenario:
             "errors": sum(r["errors"] for r in results),
             "occupants": len(users),
             "senders": per_worker_senders * params.workers,
-            "server_cpu": srv_cpu,
-            "gen_cpu": gen_cpu,
+            **usage,
         }
 
 
