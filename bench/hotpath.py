@@ -8,8 +8,7 @@ instruction count under ``valgrind --tool=callgrind`` repeats exactly from
 run to run, which wall-clock time on a shared machine does not:
 
     python -m bench.hotpath --messages 20000            # µs per message (noisy)
-    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \\
-        python -m bench.hotpath --messages 2000 --quiet  # instructions (exact)
+    python -m bench.hotpath --callgrind                 # instructions per message (exact)
     py-spy record -o /tmp/hot.svg -- python -m bench.hotpath --messages 200000
 """
 
@@ -17,6 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
@@ -113,12 +115,32 @@ async def run(messages: int, chunk: int, quiet: bool) -> None:
               f"({expected / elapsed:,.0f} messages/s on one core, no sockets)")
 
 
+def instructions(messages: int, chunk: int) -> float:
+    """Instructions per message under callgrind: two runs, so that start-up cost cancels out."""
+    counts = []
+    for n in (messages, 3 * messages):
+        out = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.hotpath",
+             "--messages", str(n), "--chunk", str(chunk), "--quiet"],
+            capture_output=True, text=True, check=True,
+        ).stderr
+        match = re.search(r"Collected : (\d+)", out)
+        if match is None:
+            raise SystemExit(f"callgrind printed no count:\n{out}")
+        counts.append(int(match.group(1)))
+    return (counts[1] - counts[0]) / (2 * messages)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--chunk", type=int, default=4, help="messages per read, as they arrive from a socket")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--callgrind", action="store_true", help="count instructions per message (needs valgrind)")
     args = ap.parse_args()
+    if args.callgrind:
+        print(f"{instructions(min(args.messages, 2000), args.chunk):,.0f} instructions per message")
+        return
     try:
         import uvloop
         uvloop.run(run(args.messages, args.chunk, args.quiet))

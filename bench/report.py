@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+# Headline figures that a saturated generator would cap (marked with a dagger).
+HEADLINE = {"chat": "msgs_per_s", "login": "logins_per_s", "muc": "deliveries_per_s"}
+GEN_CPUS = [1]
+
 # Reference figures the targets were set against (issue 8).
 REF_CHAT = {"prosody": 25_500, "ejabberd": 23_600}
 
@@ -84,6 +88,8 @@ def _cell(medians: dict, unsupported: dict, server: str, scenario: str, row: Row
     if v is None:
         return "n/a", None
     text = _fmt(v, row.digits)
+    if row.key == HEADLINE.get(scenario) and m.get("gen_cpu", 0) >= 0.9 * GEN_CPUS[0]:
+        text += " †"
     lo, hi = m.get(row.key + "_min"), m.get(row.key + "_max")
     if m.get("runs_ok", 1) > 1 and lo is not None and hi is not None and row.key not in ("lost",):
         text += f" <sub>({_fmt(lo, row.digits)}–{_fmt(hi, row.digits)})</sub>"
@@ -95,6 +101,7 @@ def write_report(out: Path, raw: dict, medians: dict, unsupported: dict, servers
     lines: list[str] = []
     env = raw["environment"]
     p = raw["params"]
+    GEN_CPUS[0] = len(p["gen_cpus"]) or 1
     lines.append("# Sakari benchmark results\n")
     lines.append(f"Measured {env['date']} on {env['cpu']} ({env['cpus']} CPUs), Linux {env['kernel']}, "
                  f"generator: Python {env['python']} with {env['generator_loop']}, {p['workers']} worker processes "
@@ -146,6 +153,25 @@ def write_report(out: Path, raw: dict, medians: dict, unsupported: dict, servers
     lines.append("Reference figures the targets were set against: Prosody 25,500 msgs/s, ejabberd 23,600 msgs/s "
                  "(1:1 chat). Ratios are Sakari's median over the best other server's median measured in this "
                  "run (for ms and KiB lower is better, so a ratio below 1 is better).\n")
+
+    lines.append("† the generator used ≥ 90 % of its CPU during the window: the figure is a lower bound "
+                 "for that server.\n")
+    noise = []
+    for s in servers:
+        for sc, m in medians.get(s, {}).items():
+            if "server_cpu" in m:
+                noise.append(f"| {s} | {sc} | {m['server_cpu']:.2f} | {m.get('gen_cpu', float('nan')):.2f} | "
+                             f"{m.get('server_core_other', float('nan')):.2f} | "
+                             f"{m.get('server_core_steal', float('nan')):.2f} |")
+    if noise:
+        lines.append("## CPU during the measurement windows (medians, in cores)\n")
+        lines.append("Server = the server's process tree; generator = the load generator's workers; other = "
+                     "anything else that ran on the server's CPU (a shared machine); steal = time the "
+                     "hypervisor took from that CPU. A server below 1.0 with other/steal above 0 was disturbed.\n")
+        lines.append("| server | scenario | server | generator | other on server CPU | steal |")
+        lines.append("|---|---|---|---|---|---|")
+        lines.extend(noise)
+        lines.append("")
 
     # Failures, if any
     fails = []

@@ -545,7 +545,7 @@ class MucScenario:
 
     def supported(self, server: Server) -> str | None:
         if "muc" not in server.features:
-            return f"not yet supported by {server.name}" if server.name == "sakari" else "no MUC service configured"
+            return "not yet supported by Sakari" if server.name == "sakari" else "no MUC service configured"
         return None
 
     def run(self, server: Server, params: Params) -> dict:

@@ -218,7 +218,8 @@ class Sakari(Server):
     features: set[str] = set()
     relaxed = [
         "`[c2s] require_encryption = false` (plain TCP c2s on loopback)",
-        "`[limits] c2s_rate_bytes = 0`, `c2s_rate_burst = 0` (no per-connection rate limit)",
+        "`[limits] c2s_rate_bytes = 0`, `c2s_rate_burst = 0` (no per-connection rate limit; default 64 KiB/s)",
+        "`--log-level warning` (like the others' `warn`/`warning`)",
     ]
 
     def ports(self) -> list[int]:
@@ -242,6 +243,9 @@ class Sakari(Server):
     def write_config(self) -> None:
         lines = ["[c2s]", "require_encryption = false", "", "[limits]", "c2s_rate_bytes = 0",
                  "c2s_rate_burst = 0", ""]
+        if self.tls:
+            key, cert, _ = make_cert(self.workdir)
+            lines += ["[tls]", f'certificate = "{cert}"', f'key = "{key}"', ""]
         (self.workdir / "sakari.toml").write_text("\n".join(lines))
 
     def command(self) -> tuple[list[str], dict[str, str]]:
@@ -249,7 +253,7 @@ class Sakari(Server):
         return ([sys.executable, "-m", "sakari", "serve", "--config", str(self.workdir / "sakari.toml"),
                  "--data-dir", str(self.workdir / "data"), "--domain", DOMAIN, "--bind", HOST,
                  "--c2s-port", str(b + 222), "--c2s-tls-port", str(b + 223), "--http-port", str(b + 280),
-                 "--s2s-port", str(b + 269)], {})
+                 "--s2s-port", str(b + 269), "--log-level", "warning"], {})
 
     def ensure_accounts(self, n: int) -> None:
         if n <= self.created_accounts:
