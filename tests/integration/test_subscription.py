@@ -83,10 +83,14 @@ async def test_unsubscribe_and_unsubscribed_end_the_subscription(xmpp):
     assert not leaked, f"presence still flows after unsubscription: {leaked}"
 
 
+async def test_stream_features_advertise_subscription_preapproval(xmpp):
+    client = await xmpp.login()
+    assert "preapproval" in client.xmpp.features, "no <sub xmlns='urn:xmpp:features:pre-approval'/> in stream features"
+
+
 async def test_preapproved_subscription_is_accepted_without_asking(xmpp):
     romeo = await xmpp.login(label="romeo")
     juliet = await xmpp.login(label="juliet")
-    assert "preapproval" in juliet.xmpp.features, "stream features do not offer pre-approval"
 
     # Juliet pre-approves Romeo (§3.4): her roster says so.
     mark = juliet.inbox.mark()

@@ -926,7 +926,8 @@ def tls_server_end_point(der_certificate: bytes) -> bytes:
 
 class ScramClient:
     def __init__(self, mechanism: str, username: str, password: str, *,
-                 cb_type: str | None = None, cb_data: bytes = b"", gs2_flag: str | None = None):
+                 cb_type: str | None = None, cb_data: bytes = b"", gs2_flag: str | None = None,
+                 authzid: str = ""):
         base = mechanism.removesuffix("-PLUS")
         self.hash_name = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}[base]
         self.username = username.replace("=", "=3D").replace(",", "=2C")
@@ -934,7 +935,8 @@ class ScramClient:
         self.cb_data = cb_data
         if gs2_flag is None:
             gs2_flag = f"p={cb_type}" if cb_type else "n"
-        self.gs2_header = f"{gs2_flag},,".encode()
+        authz = f"a={authzid.replace('=', '=3D').replace(',', '=2C')}" if authzid else ""
+        self.gs2_header = f"{gs2_flag},{authz},".encode()
         self.nonce = base64.b64encode(secrets.token_bytes(18)).decode()
         self.server_signature = b""
 
