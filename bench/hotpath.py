@@ -79,9 +79,11 @@ async def bound_client(server: Server, user: str) -> tuple[C2SConnection, FakeTr
         b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>"
         b"<presence/>"
     )
-    for _ in range(100):
-        await asyncio.sleep(0)
-    assert conn.session is not None and conn.session.available
+    deadline = time.monotonic() + 30
+    while not (conn.session is not None and conn.session.available):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{user} did not become available")
+        await asyncio.sleep(0.001)  # the roster is loaded on the storage thread
     return conn, transport
 
 

@@ -3,7 +3,9 @@
 Names follow the stanza kind and its target, as in ``message/bare`` or
 ``iq-get/host/urn:xmpp:ping:ping``. Handlers run by descending priority; the
 first one to return something other than ``None`` ends the dispatch and its
-value is the result. Hooking a name that nothing fires is an error found at
+value is the result. A plain function may return a coroutine when it needs to
+wait only sometimes (a cache miss): the dispatcher awaits it, and the common
+case costs no coroutine at all. Hooking a name that nothing fires is an error found at
 start-up (:meth:`Events.check`), so a misspelling cannot fail silently.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from types import CoroutineType
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -108,6 +111,11 @@ class Events:
     def has(self, name: str) -> bool:
         return name in self._handlers
 
+    @property
+    def hooked(self) -> dict[str, list[_Entry]]:
+        """Event name → handlers; the router checks it to skip firing events nobody hooked."""
+        return self._handlers
+
     def check(self) -> None:
         """Raise if any hooked name is one that nothing fires (a misspelling)."""
         unknown = [
@@ -123,7 +131,7 @@ class Events:
             return None
         for entry in entries:
             result = entry.fn(event)
-            if entry.is_async:
+            if entry.is_async or result.__class__ is CoroutineType:
                 result = await result
             if result is not None:
                 return result
@@ -133,5 +141,5 @@ class Events:
         """Run every handler (for notifications that nobody may stop)."""
         for entry in self._handlers.get(name, ()):
             result = entry.fn(event)
-            if entry.is_async:
+            if entry.is_async or result.__class__ is CoroutineType:
                 await result

@@ -7,8 +7,6 @@ costly, so results are cached by input string.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import NamedTuple
-
 import idna
 import precis_i18n
 
@@ -28,14 +26,19 @@ class JIDError(StanzaError):
         super().__init__("jid-malformed", text)
 
 
-class JID(NamedTuple):
-    local: str
-    domain: str
-    resource: str
+class JID:
+    """A prepared JID. Immutable; its bare form and text are computed once, since every stanza asks."""
 
-    @property
-    def bare(self) -> JID:
-        return JID(self.local, self.domain, "") if self.resource else self
+    __slots__ = ("local", "domain", "resource", "bare", "_text", "_hash")
+
+    def __init__(self, local: str, domain: str, resource: str = "") -> None:
+        self.local = local
+        self.domain = domain
+        self.resource = resource
+        self.bare: JID = JID(local, domain) if resource else self
+        text = f"{local}@{domain}" if local else domain
+        self._text = f"{text}/{resource}" if resource else text
+        self._hash = hash(self._text)
 
     @property
     def is_bare(self) -> bool:
@@ -49,8 +52,23 @@ class JID(NamedTuple):
         return JID(self.local, self.domain, prep_resource(resource))
 
     def __str__(self) -> str:
-        s = f"{self.local}@{self.domain}" if self.local else self.domain
-        return f"{s}/{self.resource}" if self.resource else s
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"JID({self._text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not JID:
+            return NotImplemented
+        return self._text == other._text  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if hasattr(self, "_hash"):
+            raise AttributeError("JID is immutable")
+        object.__setattr__(self, name, value)
 
 
 def prep_local(local: str) -> str:

@@ -23,12 +23,16 @@ log = logging.getLogger("sakari.router")
 
 ROUTE_REMOTE = "route/remote"  # StanzaEvent for a domain that is not ours (federation hooks it)
 
+_PRE_EVENTS = {(k, t): E.pre_event(k, t) for k in ("message", "presence") for t in E.TARGETS}
+_STANZA_EVENTS = {(k, t): E.stanza_event(k, t) for k in ("message", "presence") for t in E.TARGETS}
+
 
 class LocalRouter:
     def __init__(self, hosts: set[str], events: Events) -> None:
         self.hosts = hosts
         self.events = events
         events.declare(ROUTE_REMOTE)
+        self._hooked = events.hooked
         self._users: dict[JID, dict[str, Session]] = {}
         self._pending: dict[str, asyncio.Future[Element]] = {}
         self._ids = itertools.count(1)
@@ -67,7 +71,7 @@ class LocalRouter:
     # --- entry points ---------------------------------------------------------
     async def from_session(self, session: Session, stanza: Element) -> None:
         """A stanza sent by a local client: stamp, check, let modules see it, route."""
-        stanza.attrs["from"] = str(session.jid)
+        stanza.attrs["from"] = session.jid_text
         to_text = stanza.attrs.get("to")
         if to_text is None:
             to, target = session.bare, "self"
@@ -80,8 +84,10 @@ class LocalRouter:
             target = self._target(to, session.bare, stanza.name)
         event = StanzaEvent(stanza, session.jid, to, session)
         kind = stanza.name
-        if kind != "iq" and await self.events.fire(E.pre_event(kind, target), event) is not None:
-            return
+        if kind != "iq":
+            name = _PRE_EVENTS[kind, target]
+            if name in self._hooked and await self.events.fire(name, event) is not None:
+                return
         await self._dispatch(event, target)
 
     async def route(self, stanza: Element, from_jid: JID, to_jid: JID, origin: Session | None = None) -> None:
@@ -112,12 +118,15 @@ class LocalRouter:
             if await self.events.fire(ROUTE_REMOTE, event) is None:
                 self.reply_error(event, StanzaError("remote-server-not-found"))
             return
-        if to.local and await self.events.fire(E.INBOUND_USER, event) is not None:
+        hooked = self._hooked
+        if to.local and E.INBOUND_USER in hooked and await self.events.fire(E.INBOUND_USER, event) is not None:
             return
         kind = event.stanza.name
         if kind == "iq":
             await self._dispatch_iq(event, target)
-        elif await self.events.fire(E.stanza_event(kind, target), event) is None:
+            return
+        name = _STANZA_EVENTS[kind, target]
+        if name not in hooked or await self.events.fire(name, event) is None:
             if kind == "message":
                 await self._default_message(event, target)
             else:

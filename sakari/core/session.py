@@ -15,6 +15,7 @@ class Session(ABC):
 
     def __init__(self, jid: JID) -> None:
         self.jid = jid
+        self.jid_text = str(jid)  # stamped on every stanza this session sends
         self.bare = jid.bare
         self.user = jid.local
         self.host = jid.domain

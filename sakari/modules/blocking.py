@@ -7,6 +7,9 @@ from storage on the (already slow) offline path.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from sakari.core import events as E
 from sakari.core.events import SessionEvent, StanzaEvent
 from sakari.core.jid import JID, JIDError, parse_jid
@@ -18,9 +21,10 @@ from sakari.xml.element import Element
 NS = "urn:xmpp:blocking"
 NS_ERRORS = "urn:xmpp:blocking:errors"
 MAX_ITEMS = 1000
+EMPTY: frozenset[str] = frozenset()
 
 
-def matches(blocked: set[str], jid: JID) -> bool:
+def matches(blocked: set[str] | frozenset[str], jid: JID) -> bool:
     """XEP-0191 §3.6: an item matches the full JID, the bare JID, the domain or domain/resource."""
     if not blocked:
         return False
@@ -46,24 +50,37 @@ def setup(mod: ModuleAPI) -> None:
                 cache[key] = found
         return found
 
-    async def filter_stanza(event: StanzaEvent) -> bool | None:
+    def filter_stanza(event: StanzaEvent) -> Coroutine[Any, Any, bool | None] | bool | None:
         sender, recipient = event.from_jid, event.to_jid
         if recipient.bare == sender.bare:
             return None
+        # The common case, both lists in memory and neither matching, costs no coroutine.
+        local_sender = sender.local and sender.domain in router.hosts
+        sender_list = cache.get(str(sender.bare)) if local_sender else EMPTY
+        recipient_list = cache.get(str(recipient.bare))
+        if sender_list is None or recipient_list is None:
+            return filter_loading(event, bool(local_sender))
+        return apply(event, sender_list, recipient_list)
+
+    async def filter_loading(event: StanzaEvent, local_sender: bool) -> bool | None:
+        sender_list = await blocklist(event.from_jid.bare) if local_sender else EMPTY
+        return apply(event, sender_list, await blocklist(event.to_jid.bare))
+
+    def apply(event: StanzaEvent, sender_list: set[str] | frozenset[str], recipient_list: set[str] | frozenset[str]) -> bool | None:
+        sender, recipient = event.from_jid, event.to_jid
         kind = event.stanza.name
         stype = event.stanza.attrs.get("type")
-        if sender.domain in router.hosts and sender.local and matches(await blocklist(sender.bare), recipient):
+        if matches(sender_list, recipient):
             if kind != "presence" and stype not in ("error", "result") and event.origin is not None:
-                error = StanzaError("not-acceptable", "you have blocked this contact")
-                reply = error.to_element()
-                reply.add("blocked", NS_ERRORS)
-                err = Element(kind, attrs={"type": "error", "to": str(sender), "from": str(recipient)})
+                error = StanzaError("not-acceptable", "you have blocked this contact").to_element()
+                error.add("blocked", NS_ERRORS)
+                reply = Element(kind, attrs={"type": "error", "to": str(sender), "from": str(recipient)})
                 if "id" in event.stanza.attrs:
-                    err.attrs["id"] = event.stanza.attrs["id"]
-                err.append(reply)
-                event.origin.send(err)
+                    reply.attrs["id"] = event.stanza.attrs["id"]
+                reply.append(error)
+                event.origin.send(reply)
             return True
-        if matches(await blocklist(recipient.bare), sender):
+        if matches(recipient_list, sender):
             if kind == "presence" or stype in ("error", "result") or (kind == "message" and stype == "groupchat"):
                 return True
             router.reply_error(event, StanzaError("service-unavailable"))

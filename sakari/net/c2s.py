@@ -223,12 +223,12 @@ class C2SConnection(asyncio.Protocol):
             log.info("event=resource-conflict jid=%s", jid)
             replaced.close(StreamError("conflict", "replaced by a new connection for the same resource"))
         self.session = session
-        self.stream.bound(jid)
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
         # Modules see the session before its first stanza: both go through the same ordered queue.
         self._enqueue(SessionEvent(session))
+        self._handle(self.stream.bound(jid))
 
     def _auth_timed_out(self) -> None:
         self._auth_timer = None
@@ -245,7 +245,7 @@ class C2SConnection(asyncio.Protocol):
         self._inbox.append(item)
         if not self._draining:
             self._draining = True
-            self.server.spawn(self._drain())
+            self.server.spawn_eager(self._drain())
 
     async def _drain(self) -> None:
         router = self.server.router

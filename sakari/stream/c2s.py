@@ -26,6 +26,7 @@ from sakari.xml.element import Element, escape_attr
 from sakari.xml.parser import StreamClosed, StreamOpened, StreamParser
 
 MAX_AUTH_ATTEMPTS = 3
+MAX_HELD = 64
 
 
 # --- events for the driver ------------------------------------------------------
@@ -117,6 +118,7 @@ class C2SStream:
         self._identity: Identity | None = None
         self._auth_failures = 0
         self._bind_iq: Element | None = None
+        self._held: list[Element] = []  # elements pipelined behind a request the driver still decides on
 
     def _new_parser(self) -> StreamParser:
         return StreamParser(self.settings.max_stanza_size, self.settings.max_depth)
@@ -182,10 +184,14 @@ class C2SStream:
                 self._plain_password = None
                 self._succeed(None)
         except SaslFailure as f:
-            self._fail(f)
-        return self._flush_events()
+            try:
+                self._fail(f)
+            except StreamError as e:
+                self.close(e)
+        return self._replay()
 
-    def bound(self, jid: JID) -> None:
+    def bound(self, jid: JID) -> list[Event]:
+        """The resource is bound; returns events for anything the client pipelined behind the request."""
         assert self.state is State.BIND_PENDING and self._bind_iq is not None
         self.jid = jid
         result = Element("iq", NS.CLIENT, {"type": "result", "id": self._bind_iq.attrs.get("id", "")})
@@ -193,12 +199,25 @@ class C2SStream:
         self.send(result)
         self._bind_iq = None
         self.state = State.READY
+        return self._replay()
 
-    def bind_failed(self, error: StanzaError) -> None:
+    def bind_failed(self, error: StanzaError) -> list[Event]:
         assert self.state is State.BIND_PENDING and self._bind_iq is not None
         self.send(error_reply(self._bind_iq, error))
         self._bind_iq = None
         self.state = State.BIND
+        return self._replay()
+
+    def _replay(self) -> list[Event]:
+        held, self._held = self._held, []
+        try:
+            for el in held:
+                if self.state is State.CLOSED:
+                    break
+                self._element(el)
+        except StreamError as e:
+            self.close(e)
+        return self._flush_events()
 
     def _flush_events(self) -> list[Event]:
         events = self._events
@@ -274,6 +293,11 @@ class C2SStream:
 
     # --- top-level elements, by state -----------------------------------------
     def _element(self, el: Element) -> None:
+        if self.state is State.BIND_PENDING or self.state is State.SASL_LOOKUP:
+            if len(self._held) >= MAX_HELD:
+                raise StreamError("policy-violation", "too much pipelined before the server could answer")
+            self._held.append(el)
+            return
         handler = _ACCEPTS.get((self.state, el.ns, el.name))
         if handler is not None:
             handler(self, el)
