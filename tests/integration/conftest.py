@@ -19,7 +19,8 @@ import pytest_asyncio
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from xmpp_harness import Account, Client, SakariServer, login  # noqa: E402
+from sakari_process import Account, SakariServer  # noqa: E402
+from xmpp_harness import Client, login  # noqa: E402
 
 _servers: list[SakariServer] = []
 

@@ -6,22 +6,23 @@ import base64
 import pytest
 from cryptography import x509
 
-from xmpp_harness import (
-    DOMAIN,
-    NS_SASL,
-    NS_TLS,
-    LoginFailed,
+from raw_xmpp import (
     RawStream,
     ScramClient,
-    describe,
-    is_message,
-    mechanism_used,
     mechanisms_offered,
-    q,
-    run_cli,
     scram_exchange,
     stream_error_in,
     tls_server_end_point,
+)
+from sakari_process import DOMAIN, run_cli
+from xmpp_harness import (
+    NS_SASL,
+    NS_TLS,
+    LoginFailed,
+    describe,
+    is_message,
+    mechanism_used,
+    q,
     tls_version,
 )
 

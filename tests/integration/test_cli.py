@@ -5,11 +5,10 @@ import asyncio
 
 import pytest
 
+from sakari_process import DOMAIN, Account, run_cli
 from xmpp_harness import (
-    DOMAIN,
     NS_ROSTER,
     WAIT,
-    Account,
     LoginFailed,
     describe,
     error_condition,
@@ -17,7 +16,6 @@ from xmpp_harness import (
     is_roster_push,
     kind,
     q,
-    run_cli,
 )
 
 NS_VCARD = "vcard-temp"

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from sakari_process import DOMAIN
 from xmpp_harness import (
-    DOMAIN,
     NS_DELAY,
     WAIT,
     body_of,

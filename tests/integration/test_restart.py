@@ -3,7 +3,8 @@ certificate; and a clean SIGTERM. Each test has a server of its own."""
 
 import pytest
 
-from xmpp_harness import RawStream, befriend, body_of, is_message, kind
+from raw_xmpp import RawStream
+from xmpp_harness import befriend, body_of, is_message, kind
 
 pytestmark = pytest.mark.asyncio
 

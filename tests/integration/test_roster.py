@@ -2,7 +2,8 @@
 
 import pytest
 
-from xmpp_harness import DOMAIN, NS_ROSTER, describe, is_roster_push, q, roster_item
+from sakari_process import DOMAIN
+from xmpp_harness import NS_ROSTER, describe, is_roster_push, q, roster_item
 
 pytestmark = pytest.mark.asyncio
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from sakari_process import DOMAIN
 from xmpp_harness import (
-    DOMAIN,
     NS_BLOCKING,
     NS_BLOCKING_ERRORS,
     befriend,

@@ -10,16 +10,8 @@ import asyncio
 import pytest
 import pytest_asyncio
 
-from xmpp_harness import (
-    NS_TLS,
-    STREAM_HEADER,
-    RawStream,
-    describe,
-    is_message,
-    mechanisms_offered,
-    q,
-    stream_error_in,
-)
+from raw_xmpp import RawStream, mechanisms_offered, stream_error_in
+from xmpp_harness import NS_TLS, STREAM_HEADER, describe, is_message, q
 
 pytestmark = pytest.mark.asyncio
 
