@@ -361,7 +361,7 @@ class Ejabberd(Server):
         "c2s listener: `starttls_required: false` (plain TCP c2s on loopback), `shaper: none`, `backlog: 1024`",
         "`shaper_rules: c2s_shaper: none` (default config uses `normal`, 1,000 B/s)",
         "`mod_register` with `ip_access: all` and `registration_timeout: infinity` (accounts are created by in-band registration before the runs)",
-        "`mod_muc`: `max_users: 1000`, `access_create: all`",
+        "`mod_muc`: `max_users: 1000` and `default_room_options: max_users: 1000` (default 200), `access_create: all`",
         "Erlang VM started directly (`erl ... -s ejabberd`, no distribution), `ERL_MAX_PORTS=65536`",
     ]
 
@@ -430,6 +430,8 @@ modules:
     host: "{MUC_DOMAIN}"
     access_create: muc_create
     max_users: 1000
+    default_room_options:
+      max_users: 1000
 """
         (w / "ejabberd.yml").write_text(cfg)
         (w / "inetrc").write_text("{lookup,[file,native]}.\n{host,{127,0,0,1}, [\"localhost\"]}.\n")
