@@ -108,46 +108,41 @@ class LocalRouter:
 
     async def _dispatch(self, event: StanzaEvent, target: str) -> None:
         try:
-            await self._dispatch_checked(event, target)
+            to = event.to_jid
+            if to.domain not in self.hosts:
+                if await self.events.fire(ROUTE_REMOTE, event) is None:
+                    self.reply_error(event, StanzaError("remote-server-not-found"))
+                return
+            hooked = self._hooked
+            if to.local and E.INBOUND_USER in hooked and await self.events.fire(E.INBOUND_USER, event) is not None:
+                return
+            kind = event.stanza.name
+            if kind == "iq":
+                await self._dispatch_iq(event, target)
+                return
+            name = _STANZA_EVENTS[kind, target]
+            if name in hooked and await self.events.fire(name, event) is not None:
+                return
+            if kind != "message":
+                self._default_presence(event, target)
+            elif target == "full":
+                await self._message_to_full(event)
+            elif target != "host":
+                await self.deliver_to_bare(event)
         except StanzaError as e:
             self.reply_error(event, e)
 
-    async def _dispatch_checked(self, event: StanzaEvent, target: str) -> None:
-        to = event.to_jid
-        if to.domain not in self.hosts:
-            if await self.events.fire(ROUTE_REMOTE, event) is None:
-                self.reply_error(event, StanzaError("remote-server-not-found"))
-            return
-        hooked = self._hooked
-        if to.local and E.INBOUND_USER in hooked and await self.events.fire(E.INBOUND_USER, event) is not None:
-            return
-        kind = event.stanza.name
-        if kind == "iq":
-            await self._dispatch_iq(event, target)
-            return
-        name = _STANZA_EVENTS[kind, target]
-        if name not in hooked or await self.events.fire(name, event) is None:
-            if kind == "message":
-                await self._default_message(event, target)
-            else:
-                self._default_presence(event, target)
-
     # --- default delivery (RFC 6121 §8.5) -------------------------------------
-    async def _default_message(self, event: StanzaEvent, target: str) -> None:
-        if target == "full":
-            session = self.session(event.to_jid)
-            if session is not None:
-                session.send(event.stanza)
-                return
-            mtype = event.stanza.attrs.get("type", "normal")
-            if mtype == "groupchat":
-                self.reply_error(event, StanzaError("service-unavailable"))
-                return
-            if mtype in ("headline", "error"):
-                return
-        elif target == "host":
+    async def _message_to_full(self, event: StanzaEvent) -> None:
+        session = self.session(event.to_jid)
+        if session is not None:
+            session.send(event.stanza)
             return
-        await self.deliver_to_bare(event)
+        mtype = event.stanza.attrs.get("type", "normal")
+        if mtype == "groupchat":
+            self.reply_error(event, StanzaError("service-unavailable"))
+        elif mtype not in ("headline", "error"):
+            await self.deliver_to_bare(event)
 
     async def deliver_to_bare(self, event: StanzaEvent) -> None:
         """RFC 6121 §8.5.2.1.1: a message to a bare JID goes to the top non-negative-priority resources."""

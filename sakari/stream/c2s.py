@@ -27,6 +27,7 @@ from sakari.xml.parser import StreamClosed, StreamOpened, StreamParser
 
 MAX_AUTH_ATTEMPTS = 3
 MAX_HELD = 64
+_STANZA_NAMES = frozenset(("message", "presence", "iq"))
 
 
 # --- events for the driver ------------------------------------------------------
@@ -293,7 +294,14 @@ class C2SStream:
 
     # --- top-level elements, by state -----------------------------------------
     def _element(self, el: Element) -> None:
-        if self.state is State.BIND_PENDING or self.state is State.SASL_LOOKUP:
+        state = self.state
+        if state is State.READY and el.ns == NS.CLIENT and el.name in _STANZA_NAMES:
+            if el.name == "iq" and self._is_legacy_session(el):
+                self.send(Element("iq", NS.CLIENT, {"type": "result", "id": el.attrs.get("id", "")}))
+            else:
+                self._events.append(StanzaReceived(el))
+            return
+        if state is State.BIND_PENDING or self.state is State.SASL_LOOKUP:
             if len(self._held) >= MAX_HELD:
                 raise StreamError("policy-violation", "too much pipelined before the server could answer")
             self._held.append(el)
@@ -303,17 +311,11 @@ class C2SStream:
             handler(self, el)
             return
         if self.state is State.READY:
-            if el.ns == NS.CLIENT and el.name in ("message", "presence", "iq"):
-                if el.name == "iq" and self._is_legacy_session(el):
-                    self.send(Element("iq", NS.CLIENT, {"type": "result", "id": el.attrs.get("id", "")}))
-                    return
-                self._events.append(StanzaReceived(el))
-                return
             if el.ns != NS.CLIENT:
                 self._events.append(NonzaReceived(el))
                 return
             raise StreamError("unsupported-stanza-type", f"<{el.name}/> is not a stanza")
-        if el.ns == NS.CLIENT and el.name in ("message", "presence", "iq"):
+        if el.ns == NS.CLIENT and el.name in _STANZA_NAMES:
             raise StreamError("not-authorized", "authenticate and bind a resource first")
         raise StreamError("unsupported-stanza-type", f"<{el.name}/> is not expected now")
 

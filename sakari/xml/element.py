@@ -27,11 +27,13 @@ def escape_text(s: str) -> str:
 
 
 def escape_attr(s: str) -> str:
-    s = escape_text(s)
+    """For a value in double quotes: only &, < and " need escaping."""
+    if "&" in s:
+        s = s.replace("&", "&amp;")
+    if "<" in s:
+        s = s.replace("<", "&lt;")
     if '"' in s:
         s = s.replace('"', "&quot;")
-    if "'" in s:
-        s = s.replace("'", "&apos;")
     return s
 
 
@@ -155,38 +157,30 @@ class Element:
 
 
 def _write(el: Element, parent_ns: str, out: list[str]) -> None:
-    out.append("<")
-    out.append(el.name)
-    if el.ns != parent_ns:
-        out.append(' xmlns="')
-        out.append(escape_attr(el.ns))
-        out.append('"')
+    name = el.name
+    ns = el.ns
+    if ns == parent_ns:
+        out.append("<" + name)
+    else:
+        out.append(f'<{name} xmlns="{escape_attr(ns)}"')
     if el.attrs:
         foreign = 0
         for key, value in el.attrs.items():
-            if key[0] == "{":
+            if key[0] != "{":
+                out.append(f' {key}="{escape_attr(value)}"')
+            else:
                 # An attribute in a namespace of its own (rare in XMPP): declare a prefix for it.
                 attr_ns, _, local = key[1:].partition("}")
-                prefix = f"a{foreign}"
+                out.append(f' xmlns:a{foreign}="{escape_attr(attr_ns)}" a{foreign}:{local}="{escape_attr(value)}"')
                 foreign += 1
-                out.append(f' xmlns:{prefix}="{escape_attr(attr_ns)}" {prefix}:{local}="{escape_attr(value)}"')
-            else:
-                out.append(" ")
-                out.append(key)
-                out.append('="')
-                out.append(escape_attr(value))
-                out.append('"')
     children = el.children
     if not children:
         out.append("/>")
         return
     out.append(">")
-    ns = el.ns
     for c in children:
         if c.__class__ is str:
             out.append(escape_text(c))  # type: ignore[arg-type]
         else:
             _write(c, ns, out)  # type: ignore[arg-type]
-    out.append("</")
-    out.append(el.name)
-    out.append(">")
+    out.append(f"</{name}>")

@@ -43,8 +43,11 @@ def _split(qname: str) -> tuple[str, str]:
 
 
 def _attrs(raw: dict[str, str]) -> dict[str, str]:
-    if not raw:
-        return {}
+    for key in raw:
+        if " " in key:
+            break
+    else:
+        return raw  # no namespaced attribute: expat's dict is ours to keep
     out = {}
     for key, value in raw.items():
         if " " in key:
