@@ -18,6 +18,7 @@ from sakari_process import DOMAIN, run_cli
 from xmpp_harness import (
     NS_SASL,
     NS_TLS,
+    STREAM_HEADER,
     LoginFailed,
     describe,
     is_message,
@@ -245,5 +246,47 @@ async def test_own_authzid_is_accepted(xmpp, server):
         assert answer.tag == q(NS_SASL, "success"), describe(answer)
         await stream.open()
         assert (await stream.bind("authz")) == f"{account.jid}/authz"
+    finally:
+        stream.close()
+
+
+async def test_unknown_sasl_mechanism_fails_with_invalid_mechanism(server):
+    stream, _ = await _tls_stream(server)
+    try:
+        answer = await stream.authenticate("X-NOT-A-MECHANISM", b"hello")
+        assert answer.tag == q(NS_SASL, "failure"), describe(answer)
+        assert answer.find(q(NS_SASL, "invalid-mechanism")) is not None, describe(answer)
+    finally:
+        stream.close()
+
+
+async def test_invalid_base64_in_auth_fails_with_incorrect_encoding(server):
+    stream, _ = await _tls_stream(server)
+    try:
+        await stream.send(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>!!!not base64!!!</auth>")
+        answer = await stream.next_element()
+        assert answer is not None and answer.tag == q(NS_SASL, "failure"), stream.received[-300:]
+        assert answer.find(q(NS_SASL, "incorrect-encoding")) is not None, describe(answer)
+    finally:
+        stream.close()
+
+
+async def test_stream_to_unknown_domain_gets_host_unknown(server):
+    stream = await RawStream.connect(server.c2s_port)
+    try:
+        await stream.send(STREAM_HEADER.replace(f"to='{DOMAIN}'", "to='not-served.example'"))
+        received = await stream.read_until_closed()
+        assert stream_error_in(received) == "host-unknown", stream.received[-400:]
+    finally:
+        stream.close()
+
+
+async def test_stream_with_wrong_stream_namespace_gets_invalid_namespace(server):
+    stream = await RawStream.connect(server.c2s_port)
+    try:
+        await stream.send(STREAM_HEADER.replace("http://etherx.jabber.org/streams", "urn:example:not-streams"))
+        await stream.read_until_closed()
+        # The reply uses the right namespace even though ours was wrong.
+        assert b"invalid-namespace" in stream.received, stream.received[-400:]
     finally:
         stream.close()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from xmpp_harness import befriend, child_text, describe, is_presence
+from xmpp_harness import befriend, child_text, describe, is_message, is_presence
 
 pytestmark = pytest.mark.asyncio
 
@@ -80,3 +80,18 @@ async def test_directed_presence_reaches_non_subscriber_and_is_retracted_on_disc
 
     await alice.close()
     await carol.expect(is_presence(sender=alice.jid, type="unavailable"))  # RFC 6121 §4.6.3
+
+
+async def test_probe_from_non_subscriber_reveals_no_presence(xmpp):
+    alice = await xmpp.login(label="alice")
+    snoop = await xmpp.login(label="snoop")
+    alice.presence(show="chat", status="only for friends")
+    await alice.ping_server()
+    mark = snoop.inbox.mark()
+    snoop.presence(to=alice.bare, type="probe")
+    await snoop.ping_server()
+    alice.message(snoop.jid, "barrier")
+    barrier = await snoop.expect(is_message(body="barrier"), after=mark)
+    leaked = [describe(el) for el in snoop.inbox.before(barrier, mark)
+              if is_presence(sender=alice.bare)(el) or child_text(el, "status") == "only for friends"]
+    assert not leaked, f"a probe from a non-subscriber revealed presence: {leaked}"

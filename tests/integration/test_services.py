@@ -279,6 +279,23 @@ async def test_blocker_cannot_message_the_blocked_contact(xmpp):
     assert bounce.find(f"{q('jabber:client', 'error')}/{q(NS_BLOCKING_ERRORS, 'blocked')}") is not None, describe(bounce)
 
 
+async def test_unblock_without_items_clears_the_blocklist(xmpp):
+    """XEP-0191 §3.4: an empty <unblock/> unblocks everyone."""
+    client = await xmpp.login()
+    jids = {f"n{i}-{client.account.localpart}@{DOMAIN}" for i in range(3)}
+    items = "".join(f"<item jid='{j}'/>" for j in jids)
+    await client.iq("set", f"<block xmlns='{NS_BLOCKING}'>{items}</block>")
+    assert blocked_jids(await client.iq("get", f"<blocklist xmlns='{NS_BLOCKING}'/>")) == jids
+    await client.iq("set", f"<unblock xmlns='{NS_BLOCKING}'/>")
+    assert blocked_jids(await client.iq("get", f"<blocklist xmlns='{NS_BLOCKING}'/>")) == set()
+
+
+async def test_block_without_items_is_bad_request(xmpp):
+    client = await xmpp.login()
+    condition, _ = await client.iq_error("set", f"<block xmlns='{NS_BLOCKING}'/>")
+    assert condition == "bad-request"
+
+
 async def test_unblock_restores_presence_and_messages(xmpp):
     alice = await xmpp.login(label="alice")
     bob = await xmpp.login(label="bob")
