@@ -16,6 +16,7 @@ from sakari import config as C
 from sakari import settings as S
 from sakari.core.credentials import derive
 from sakari.core.jid import JIDError, parse_jid, prep_domain
+from sakari.net import control
 
 
 class CLIError(Exception):
@@ -221,7 +222,12 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 def cmd_user_delete(args: argparse.Namespace) -> int:
     config = load_config(args)
     owner = _owner(args.jid, prep_domain(config[S.DOMAIN]))
-    if not _with_storage(config, lambda st: st.accounts.delete(owner)):
+    # A running server must end the account's sessions too, so it does the deleting when it runs.
+    answer = control.request(Path(config[S.DATA_DIR]), "delete-account", jid=owner)
+    if answer is not None and "error" in answer:
+        raise CLIError(answer["error"])
+    deleted = answer["deleted"] if answer is not None else _with_storage(config, lambda st: st.accounts.delete(owner))
+    if not deleted:
         raise CLIError(f"{owner} does not exist")
     print(f"deleted {owner} and all of its data")
     return 0

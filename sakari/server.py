@@ -13,11 +13,11 @@ from typing import Any
 from sakari import settings as S
 from sakari.config import Config
 from sakari.core import events as E
-from sakari.core.events import Events, ServerEvent
-from sakari.core.jid import prep_domain
+from sakari.core.events import AccountEvent, Events, ServerEvent
+from sakari.core.jid import JIDError, parse_jid, prep_domain
 from sakari.core.modules import load_module
 from sakari.core.router import LocalRouter
-from sakari.net import tls
+from sakari.net import control, tls
 from sakari.net.c2s import NONZA, C2SConnection
 from sakari.storage.sqlite import SYNCHRONOUS, SqliteStorage
 from sakari.stream.c2s import StreamSettings
@@ -25,6 +25,8 @@ from sakari.stream.errors import StreamError
 from sakari.xml.element import Element
 
 log = logging.getLogger("sakari.server")
+
+SHUTDOWN_GRACE = 5.0  # seconds for clients to take their </stream:stream> and for last writes
 
 
 def open_storage(config: Config) -> SqliteStorage:
@@ -70,7 +72,8 @@ class Server:
         self.connections: set[C2SConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.base_events.Server] = []
-        self._stopped = asyncio.Event()
+        self._all_closed: asyncio.Event | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
         self.ports: dict[str, int] = {}
         self.auth_timeout = config[S.AUTH_TIMEOUT]
         self.rate_bytes = config[S.RATE_BYTES]
@@ -151,9 +154,28 @@ class Server:
             self._servers.append(srv)
             self.ports[service] = srv.sockets[0].getsockname()[1]
             log.info("event=listening service=%s port=%d", service, self.ports[service])
-        self.spawn(self._keepalive())
+        self._servers.append(await control.serve(self.data_dir, {"delete-account": self._delete_account}))
+        self._keepalive_task = self.spawn(self._keepalive())
         await self.events.fire_all(E.SERVER_STARTED, ServerEvent())
         log.info("event=ready domain=%s", self.domain)
+
+    async def delete_account(self, owner: str) -> bool:
+        """Delete an account and all its data, ending its sessions first."""
+        jid = parse_jid(owner)
+        for session in self.router.sessions_of(jid):
+            session.close(StreamError("not-authorized", "this account has been deleted"))
+            self.router.unbind(session)
+        existed = await self.storage.accounts.delete(owner)
+        if existed:
+            await self.events.fire_all(E.ACCOUNT_DELETED, AccountEvent(jid.local, jid.domain))
+            log.info("event=account-deleted")
+        return existed
+
+    async def _delete_account(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return {"deleted": await self.delete_account(str(request["jid"]))}
+        except (KeyError, JIDError) as e:
+            return {"error": f"bad account address: {e}"}
 
     async def _keepalive(self) -> None:
         """Ping sessions that have been silent (XEP-0199) and drop those that do not answer."""
@@ -182,18 +204,36 @@ class Server:
             conn.pinging = False
 
     async def stop(self) -> None:
+        """Close every stream with system-shutdown, let the sessions' last writes finish, then storage."""
         log.info("event=stopping")
         for srv in self._servers:
             srv.close()
         await self.events.fire_all(E.SERVER_STOPPING, ServerEvent())
         for conn in list(self.connections):
             conn.close_stream(StreamError("system-shutdown", "the server is shutting down"))
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.connections:
+            self._all_closed = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), SHUTDOWN_GRACE)
+            except asyncio.TimeoutError:
+                for conn in list(self.connections):
+                    conn.abort()
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
+        pending = {t for t in self._tasks if not t.done()}
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self.storage.close()
-        self._stopped.set()
+        (self.data_dir / control.SOCKET_NAME).unlink(missing_ok=True)
         log.info("event=stopped")
+
+    def connection_closed(self, conn: C2SConnection) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
 
     async def run(self) -> None:
         """Start, serve until SIGTERM or SIGINT, and stop cleanly."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import time
 
-from sakari.core import events as E
-from sakari.core.events import SessionEvent, StanzaEvent
+from sakari.core.events import StanzaEvent
 from sakari.core.modules import ModuleAPI
+from sakari.modules.presence import PRESENCE_UNAVAILABLE, WentUnavailable
 from sakari.modules.util import owner_of
 from sakari.stream.errors import StanzaError
 from sakari.xml.element import Element
@@ -45,15 +45,16 @@ def setup(mod: ModuleAPI) -> None:
             query.append(record["status"])
         return query
 
-    async def session_closed(event: SessionEvent) -> None:
+    async def went_unavailable(event: WentUnavailable) -> None:
+        """Record the moment the account's last available resource leaves, before contacts hear of it."""
         session = event.session
-        if mod.router.is_online(session.bare):
+        if any(s.available and s is not session for s in mod.router.sessions_of(session.bare)):
             return
-        status = session.presence.child_text("status") if session.presence is not None else None
+        status = event.stanza.child_text("status")
         await store.set(str(session.bare), "", json.dumps({"at": int(time.time()), "status": status or ""}).encode())
 
     mod.add_feature(NS)
     mod.hook(f"iq-get/host/{NS}:query", uptime)
     mod.hook(f"iq-get/bare/{NS}:query", contact_last)
     mod.hook(f"iq-get/self/{NS}:query", contact_last)
-    mod.hook(E.SESSION_CLOSED, session_closed, priority=10)
+    mod.hook(PRESENCE_UNAVAILABLE, went_unavailable)

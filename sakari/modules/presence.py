@@ -10,7 +10,7 @@ directed presence to.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from sakari.core import events as E
 from sakari.core.events import SessionEvent, StanzaEvent
@@ -21,6 +21,8 @@ from sakari.storage.base import RosterItem
 from sakari.xml.element import Element
 
 PRESENCE_INITIAL = "presence/initial"  # SessionEvent: a resource became available for the first time
+PRESENCE_UNAVAILABLE = "presence/unavailable"  # WentUnavailable: an available resource leaves (before broadcast)
+NS_PREAPPROVAL = "urn:xmpp:features:pre-approval"
 MAX_DIRECTED = 100  # directed-presence recipients remembered per session, for their unavailable
 
 SUBSCRIPTION_TYPES = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
@@ -30,6 +32,12 @@ _GAIN_FROM = {"none": "from", "to": "both", "from": "from", "both": "both"}
 _GAIN_TO = {"none": "to", "from": "both", "to": "to", "both": "both"}
 _LOSE_FROM = {"from": "none", "both": "to", "none": "none", "to": "to"}
 _LOSE_TO = {"to": "none", "both": "from", "none": "none", "from": "from"}
+
+
+@dataclass(slots=True)
+class WentUnavailable:
+    session: Session
+    stanza: Element  # the unavailable presence, with the status text the user left
 
 
 def _presence(type_: str | None, **attrs: str) -> Element:
@@ -63,6 +71,8 @@ class Presence:
         owner = str(session.bare)
         session.priority = _priority(stanza) if available else 0
         session.presence = stanza if available else None
+        if not available and session.available:
+            await self.mod.events.fire_all(PRESENCE_UNAVAILABLE, WentUnavailable(session, stanza))
         if not available:
             session.available = False
         roster = await self.rosters.get(owner)
@@ -252,6 +262,8 @@ def setup(mod: ModuleAPI) -> None:
     presence = Presence(mod)
     mod.provide("presence", presence)
     mod.events.declare(PRESENCE_INITIAL)
+    mod.events.declare(PRESENCE_UNAVAILABLE)
+    mod.add_stream_feature(lambda authenticated: Element("sub", NS_PREAPPROVAL) if authenticated else None)
     for target in ("self", "bare", "full", "host"):
         mod.hook(f"pre-presence/{target}", presence.outbound)
     for target in ("bare", "full"):

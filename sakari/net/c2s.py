@@ -104,7 +104,7 @@ class C2SConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self.server.connections.discard(self)
+        self.server.connection_closed(self)
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         session = self.session
@@ -155,6 +155,11 @@ class C2SConnection(asyncio.Protocol):
         self.stream.close(error)
         self._flush_stream()
         self._finish()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self._closed = True
+            self.transport.abort()
 
     def _finish(self) -> None:
         self._flush_writes()
