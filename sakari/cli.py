@@ -90,6 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.override(option, getattr(args, name))
     level = args.log_level or config[S.LOG_LEVEL]
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from sakari.core.errors import StartError
     from sakari.server import Server
 
     try:
@@ -100,9 +101,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         runner = uvloop.run
     try:
         server = Server(config)
-    except (ValueError, JIDError) as e:
+        runner(server.run())
+    except (ValueError, JIDError, StartError) as e:
         raise CLIError(str(e)) from None
-    runner(server.run())
     return 0
 
 

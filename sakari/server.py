@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import types
 from collections.abc import Callable, Coroutine, Generator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from sakari import settings as S
 from sakari.config import Config
 from sakari.core import events as E
+from sakari.core.errors import StartError
 from sakari.core.events import AccountEvent, Events, ServerEvent
 from sakari.core.jid import JIDError, parse_jid, prep_domain
 from sakari.core.modules import load_module
@@ -126,8 +128,11 @@ class Server:
             cert_path, key_path = Path(cert), Path(key or cert)
         else:
             cert_path, key_path = tls.ensure_self_signed(self.data_dir / "certs", self.domain)
-        self.ssl_context = tls.server_context(cert_path, key_path)
-        self.channel_bindings = {"tls-server-end-point": tls.end_point_hash(cert_path)}
+        try:
+            self.ssl_context = tls.server_context(cert_path, key_path)
+            self.channel_bindings = {"tls-server-end-point": tls.end_point_hash(cert_path)}
+        except (OSError, ValueError, ssl.SSLError) as e:
+            raise StartError(f"cannot use the certificate {cert_path} with key {key_path}: {e}") from None
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -142,15 +147,18 @@ class Server:
             port = self.config[option]
             if not port:
                 continue
-            srv = await loop.create_server(
-                lambda d=direct_tls: C2SConnection(self, d),  # type: ignore[misc]
-                binds,
-                port,
-                ssl=self.ssl_context if direct_tls else None,
-                ssl_handshake_timeout=self.auth_timeout if direct_tls else None,
-                reuse_address=True,
-                backlog=4096,
-            )
+            try:
+                srv = await loop.create_server(
+                    lambda d=direct_tls: C2SConnection(self, d),  # type: ignore[misc]
+                    binds,
+                    port,
+                    ssl=self.ssl_context if direct_tls else None,
+                    ssl_handshake_timeout=self.auth_timeout if direct_tls else None,
+                    reuse_address=True,
+                    backlog=4096,
+                )
+            except OSError as e:
+                raise StartError(f"cannot listen for {service} on {', '.join(binds)} port {port}: {e.strerror}") from None
             self._servers.append(srv)
             self.ports[service] = srv.sockets[0].getsockname()[1]
             log.info("event=listening service=%s port=%d", service, self.ports[service])
@@ -241,6 +249,10 @@ class Server:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.storage.close()
+            raise
         await stop.wait()
         await self.stop()

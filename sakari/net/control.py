@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from sakari.core.errors import StartError
+
 log = logging.getLogger("sakari.control")
 
 SOCKET_NAME = "control.sock"
@@ -28,7 +30,7 @@ async def serve(directory: Path, handlers: dict[str, Handler]) -> asyncio.Abstra
     path = directory / SOCKET_NAME
     if path.exists():
         if _answering(path):
-            raise RuntimeError(f"another Sakari is running on the data directory {directory}")
+            raise StartError(f"another Sakari is running on the data directory {directory}")
         path.unlink()
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
