@@ -73,7 +73,7 @@ class Server:
         self.services: dict[str, Any] = {}
         self.connections: set[C2SConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[asyncio.AbstractServer] = []
         self._all_closed: asyncio.Event | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
         self.ports: dict[str, int] = {}
@@ -82,7 +82,7 @@ class Server:
         self.rate_burst = max(config[S.RATE_BURST], config[S.MAX_STANZA_SIZE]) if self.rate_bytes else 0
         self.max_send_buffer = config[S.MAX_SEND_BUFFER]
         self.channel_bindings: dict[str, bytes] = {}
-        self.ssl_context = None
+        self.ssl_context: ssl.SSLContext | None = None
         self.stream_settings = StreamSettings(
             domain=self.domain,
             tls_available=True,
@@ -205,7 +205,7 @@ class Server:
         iq.add("ping", "urn:xmpp:ping")
         try:
             await self.router.request(session, iq, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.info("event=ping-timeout session=%s", session)
             conn.close_stream(StreamError("connection-timeout", "no answer to ping"))
         finally:
@@ -223,7 +223,7 @@ class Server:
             self._all_closed = asyncio.Event()
             try:
                 await asyncio.wait_for(self._all_closed.wait(), SHUTDOWN_GRACE)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 for conn in list(self.connections):
                     conn.abort()
         if self._keepalive_task is not None:

@@ -22,5 +22,5 @@ def owner_of(event: StanzaEvent) -> str:
 
 def utc_stamp(when: datetime.datetime | None = None) -> str:
     """XEP-0082 date-time in UTC."""
-    when = when or datetime.datetime.now(datetime.timezone.utc)
+    when = when or datetime.datetime.now(datetime.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"

@@ -27,7 +27,7 @@ from sakari.stream.c2s import (
     StartTLS,
     StreamEnded,
 )
-from sakari.stream.errors import StreamError
+from sakari.stream.errors import StanzaError, StreamError, error_reply
 from sakari.xml.element import Element
 
 if TYPE_CHECKING:
@@ -202,14 +202,14 @@ class C2SConnection(asyncio.Protocol):
             self._handle(self.stream.provide_credentials(creds))
 
     async def _start_tls(self) -> None:
-        assert self.transport is not None
+        assert self.transport is not None and self.server.ssl_context is not None
         try:
             self._flush_writes()
             new = await self.loop.start_tls(
                 self.transport, self, self.server.ssl_context, server_side=True,
                 ssl_handshake_timeout=self.server.auth_timeout,
             )
-        except (OSError, ConnectionError, asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, OSError, ConnectionError, ValueError) as e:
             log.info("event=tls-failed reason=%s", e.__class__.__name__)
             if self.transport is not None:
                 self.transport.abort()
@@ -267,10 +267,14 @@ class C2SConnection(asyncio.Protocol):
                     elif item.__class__ is SessionEvent:
                         await events.fire_all(E.SESSION_BOUND, item)
                     elif await events.fire(NONZA, item) is None:
+                        assert isinstance(item, NonzaEvent)
                         self.close_stream(StreamError("unsupported-stanza-type", f"<{item.element.name}/> is not supported"))
                 except StreamError as e:
                     self.close_stream(e)
                 except Exception:
                     log.exception("event=handler-failed session=%s", session)
+                    if item.__class__ is Element and item.attrs.get("type") in ("get", "set"):
+                        # A request must be answered even when a module failed on it (RFC 6120 §8.2.3).
+                        session.send(error_reply(item, StanzaError("internal-server-error")))
         finally:
             self._draining = False

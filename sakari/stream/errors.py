@@ -6,11 +6,7 @@ from sakari.xml import ns as NS
 from sakari.xml.element import Element
 
 STREAM_CONDITIONS = frozenset(
-    """bad-format bad-namespace-prefix conflict connection-timeout host-gone host-unknown
-    improper-addressing internal-server-error invalid-from invalid-namespace invalid-xml
-    not-authorized not-well-formed policy-violation remote-connection-failed reset
-    resource-constraint restricted-xml see-other-host system-shutdown undefined-condition
-    unsupported-encoding unsupported-feature unsupported-stanza-type unsupported-version""".split()
+    ["bad-format", "bad-namespace-prefix", "conflict", "connection-timeout", "host-gone", "host-unknown", "improper-addressing", "internal-server-error", "invalid-from", "invalid-namespace", "invalid-xml", "not-authorized", "not-well-formed", "policy-violation", "remote-connection-failed", "reset", "resource-constraint", "restricted-xml", "see-other-host", "system-shutdown", "undefined-condition", "unsupported-encoding", "unsupported-feature", "unsupported-stanza-type", "unsupported-version"]
 )
 
 # RFC 6120 §8.3.3: each defined condition with the error type it is normally sent with.
