@@ -83,7 +83,7 @@ class SakariServer:
 
     # -- process lifecycle -------------------------------------------------
 
-    def start(self, timeout: float = 30) -> None:
+    def serve_args(self) -> list[str]:
         args = [
             "serve",
             "--data-dir", str(self.data_dir),
@@ -96,6 +96,10 @@ class SakariServer:
         ]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
+        return args
+
+    def start(self, timeout: float = 30) -> None:
+        args = self.serve_args()
         self.log.append(f"--- test harness: starting {self.name} ---")
         proc = subprocess.Popen(
             [sys.executable, "-m", "sakari", *args],
@@ -130,6 +134,13 @@ class SakariServer:
                 f"{self.name}: no 'event=ready' within {timeout}s (exit code {code}).\n"
                 + self.log_tail()
             )
+
+    def serve_expecting_exit(self, timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run ``serve`` for a start that must fail; return the finished process."""
+        try:
+            return run_cli(*self.serve_args(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name}: 'serve' kept running; it was expected to refuse to start") from None
 
     def stop(self, timeout: float = 20) -> int:
         """SIGTERM; wait for exit; return the exit code."""

@@ -134,3 +134,4 @@ async def test_certificate_is_kept_across_restarts(make_server):
     assert server.stop() == 0
     server.start()
     assert await certificate() == first
+
