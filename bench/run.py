@@ -56,7 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--login-parallel", type=int, default=None)
     ap.add_argument("--idle-conns", type=int, default=None)
     ap.add_argument("--muc-occupants", type=int, default=None)
+    ap.add_argument("--mam-archive", type=int, default=None,
+                    help="messages in the queried archive (target is stated for 1,000,000; default 20,000)")
     ap.add_argument("--sakari-features", default="", help="e.g. 'muc' once Sakari has group chat")
+    ap.add_argument("--quiet-wait", type=float, default=60.0,
+                    help="before each measurement, wait up to this many seconds for the machine to be idle")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory (default: bench/results)")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="where servers keep config/data (default: a fresh temporary directory)")
@@ -81,7 +85,8 @@ def build_params(args: argparse.Namespace) -> Params:
     overrides = {"workers": args.workers, "duration_s": args.duration, "warmup_s": args.warmup,
                  "chat_users": args.chat_users, "chat_window": args.chat_window,
                  "login_users": args.login_users, "login_parallel": args.login_parallel,
-                 "idle_conns": args.idle_conns, "muc_occupants": args.muc_occupants}
+                 "idle_conns": args.idle_conns, "muc_occupants": args.muc_occupants,
+                 "mam_archive": args.mam_archive}
     for k, v in overrides.items():
         if v is not None:
             setattr(p, k, v)
@@ -106,6 +111,24 @@ def environment() -> dict:
     return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(),
             "python": platform.python_version(), "generator_loop": loop,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def wait_for_quiet(max_wait: float) -> float:
+    """Wait (at most ``max_wait`` s) until the whole machine is nearly idle
+    before a measurement; returns the busy cores seen in the last 1 s sample.
+    On a shared machine other tenants come and go; this avoids starting a
+    window in the middle of someone else's burst where possible."""
+    from bench.procstat import cpu_busy_seconds
+    cpus = set(range(os.cpu_count() or 1))
+    deadline = time.monotonic() + max_wait
+    while True:
+        b0, _ = cpu_busy_seconds(cpus)
+        time.sleep(1.0)
+        b1, _ = cpu_busy_seconds(cpus)
+        busy = b1 - b0
+        if busy < 0.15 or time.monotonic() >= deadline:
+            return busy
+        time.sleep(3.0)
 
 
 def median_metrics(runs: list[dict]) -> dict:
@@ -203,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 label = f"[{srv.name}] {sc_name} run {run}/{args.runs}"
                 print(label, "...", flush=True)
+                busy = wait_for_quiet(args.quiet_wait)
                 try:
-                    srv.start()
+                    srv.start(extra=getattr(sc, "server_features", set()))
                     try:
                         figures = sc.run(srv, params)
                     finally:
@@ -214,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                         traceback.print_exc()
                     figures = {"error": f"{type(e).__name__}: {e}"}
                 figures["run"] = run
+                figures["machine_busy_before"] = round(busy, 2)
                 results[srv.name][sc_name].append(figures)
                 shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in figures.items()
                          if k not in ("lat",)}
