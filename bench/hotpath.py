@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -125,6 +126,7 @@ def instructions(messages: int, chunk: int) -> float:
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.hotpath",
              "--messages", str(n), "--chunk", str(chunk), "--quiet"],
             capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # string hashing is randomized per process otherwise
         ).stderr
         match = re.search(r"Collected : (\d+)", out)
         if match is None:

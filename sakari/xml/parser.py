@@ -60,6 +60,23 @@ def _attrs(raw: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _join_text(children: list[Element | str]) -> list[Element | str]:
+    """Merge runs of text pieces (linear: one join per run, whatever the number of pieces)."""
+    out: list[Element | str] = []
+    run: list[str] = []
+    for c in children:
+        if c.__class__ is str:
+            run.append(c)  # type: ignore[arg-type]
+            continue
+        if run:
+            out.append(run[0] if len(run) == 1 else "".join(run))
+            run = []
+        out.append(c)
+    if run:
+        out.append(run[0] if len(run) == 1 else "".join(run))
+    return out
+
+
 class StreamParser:
     """Turns the bytes of one XML stream into events; one instance per stream restart."""
 
@@ -73,8 +90,10 @@ class StreamParser:
         self._fed = 0
         self._default_ns: str | None = None
         p = expat.ParserCreate("UTF-8", " ")
+        # pyexpat allocates the text buffer per parser, i.e. per connection: keep it small.
+        # Longer texts arrive in pieces, joined when their element ends.
         p.buffer_text = True
-        p.buffer_size = 65536
+        p.buffer_size = 2048
         p.ordered_attributes = False
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         p.StartElementHandler = self._start
@@ -134,6 +153,9 @@ class StreamParser:
             self._events.append(StreamClosed())
             return
         el = self._stack.pop()
+        children = el.children
+        if len(children) > 1:
+            el.children = _join_text(children)
         if depth == 1:
             if self._parser.CurrentByteIndex - self._stanza_start > self.max_stanza_size:
                 raise StreamError("policy-violation", "stanza too large")
