@@ -28,6 +28,7 @@ from sakari.xml.element import Element
 
 log = logging.getLogger("sakari.server")
 
+PARSER_IDLE_RELEASE = 1.0  # seconds of silence after which a connection's parser is freed
 SHUTDOWN_GRACE = 5.0  # seconds for clients to take their </stream:stream> and for last writes
 
 
@@ -76,6 +77,7 @@ class Server:
         self._servers: list[asyncio.AbstractServer] = []
         self._all_closed: asyncio.Event | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
+        self._release_task: asyncio.Task[None] | None = None
         self.ports: dict[str, int] = {}
         self.auth_timeout = config[S.AUTH_TIMEOUT]
         self.rate_bytes = config[S.RATE_BYTES]
@@ -164,6 +166,7 @@ class Server:
             log.info("event=listening service=%s port=%d", service, self.ports[service])
         self._servers.append(await control.serve(self.data_dir, {"delete-account": self._delete_account}))
         self._keepalive_task = self.spawn(self._keepalive())
+        self._release_task = self.spawn(self._release_idle_parsers())
         await self.events.fire_all(E.SERVER_STARTED, ServerEvent())
         log.info("event=ready domain=%s", self.domain)
 
@@ -197,6 +200,17 @@ class Server:
                 if conn.session is not None and not conn.pinging and now - conn.last_active > interval:
                     self.spawn(self._ping(conn, timeout))
 
+    async def _release_idle_parsers(self) -> None:
+        """Most connections are idle most of the time: their XML parser (about half of what an idle
+        connection costs in memory) is freed after a second of silence and made again on the next bytes."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(PARSER_IDLE_RELEASE)
+            now = loop.time()
+            for conn in list(self.connections):
+                if now - conn.last_active >= PARSER_IDLE_RELEASE:
+                    conn.stream.release_parser()
+
     async def _ping(self, conn: C2SConnection, timeout: float) -> None:
         session = conn.session
         assert session is not None
@@ -226,8 +240,9 @@ class Server:
             except TimeoutError:
                 for conn in list(self.connections):
                     conn.abort()
-        if self._keepalive_task is not None:
-            self._keepalive_task.cancel()
+        for task in (self._keepalive_task, self._release_task):
+            if task is not None:
+                task.cancel()
         pending = {t for t in self._tasks if not t.done()}
         if pending:
             _, late = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)

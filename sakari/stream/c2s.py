@@ -144,6 +144,10 @@ class C2SStream:
         self._events = []
         return events
 
+    def release_parser(self) -> bool:
+        """Free the parser of an idle stream between stanzas (it returns with the next bytes)."""
+        return self.state is State.READY and self._parser.release()
+
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()

@@ -12,11 +12,12 @@ deeper than ``max_depth`` ends it with ``policy-violation``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from xml.parsers import expat
 
 from sakari.stream.errors import StreamError
 from sakari.xml import ns as NS
-from sakari.xml.element import Element
+from sakari.xml.element import Element, escape_attr
 
 _XML_NS_PREFIX = NS.XML + " "
 
@@ -78,7 +79,14 @@ def _join_text(children: list[Element | str]) -> list[Element | str]:
 
 
 class StreamParser:
-    """Turns the bytes of one XML stream into events; one instance per stream restart."""
+    """Turns the bytes of one XML stream into events; one instance per stream restart.
+
+    An idle stream can give its expat parser back (:meth:`release`, about 12 KiB
+    per connection): the next bytes go to a fresh parser primed with a
+    synthetic copy of the stream header's namespace declarations. Release is
+    only allowed between top-level elements with nothing but whitespace
+    after the last one, so no partial token is ever lost.
+    """
 
     def __init__(self, max_stanza_size: int = 262144, max_depth: int = 64) -> None:
         self.max_stanza_size = max_stanza_size
@@ -89,6 +97,13 @@ class StreamParser:
         self._stanza_start = 0
         self._fed = 0
         self._default_ns: str | None = None
+        self._root_decls: list[tuple[str | None, str]] = []
+        self._priming = False
+        self._top_end = -1
+        self.at_boundary = False
+        self._expat: Any = self._new_expat()
+
+    def _new_expat(self) -> Any:
         p = expat.ParserCreate("UTF-8", " ")
         # pyexpat allocates the text buffer per parser, i.e. per connection: keep it small.
         # Longer texts arrive in pieces, joined when their element ends.
@@ -107,41 +122,99 @@ class StreamParser:
         p.ExternalEntityRefHandler = self._restricted
         p.NotationDeclHandler = self._restricted
         p.UnparsedEntityDeclHandler = self._restricted
-        self._parser = p
+        return p
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse more bytes; return the events they complete. Raises StreamError."""
+        if self._expat is None:
+            self._prime()
+        chunk_start = self._fed
         self._fed += len(data)
+        self._top_end = -1
         try:
-            self._parser.Parse(data, False)
+            self._expat.Parse(data, False)
         except expat.ExpatError as e:
             raise StreamError("not-well-formed", str(e)) from None
         if self._depth > 1 and self._fed - self._stanza_start > self.max_stanza_size:
             raise StreamError("policy-violation", "stanza too large")
+        self._note_boundary(data, chunk_start)
         events = self._events
         self._events = []
         return events
+
+    def _note_boundary(self, data: bytes, chunk_start: int) -> None:
+        if self._depth != 1:
+            self.at_boundary = False
+        elif self._top_end >= 0:
+            # The last top-level end event is at its end tag "</name>", or, for an
+            # empty element "<name/>", just after it.
+            offset = self._top_end - chunk_start
+            end = -1
+            if offset >= 0:
+                if data.startswith(b"</", offset):
+                    close = data.find(b">", offset)
+                    end = close + 1 if close >= 0 else -1
+                else:
+                    end = offset
+            self.at_boundary = end >= 0 and not data[end:].strip()
+        else:
+            self.at_boundary = self.at_boundary and not data.strip()
+
+    def release(self) -> bool:
+        """Drop the expat parser if the stream is between elements; it comes back on the next bytes."""
+        if self._expat is None or not self.at_boundary or self._stream_prefix() is None:
+            return False
+        self._expat = None
+        return True
+
+    @property
+    def released(self) -> bool:
+        return self._expat is None
+
+    def _stream_prefix(self) -> str | None:
+        for prefix, uri in self._root_decls:
+            if prefix and uri == NS.STREAMS:
+                return prefix
+        return None
+
+    def _prime(self) -> None:
+        prefix = self._stream_prefix()
+        decls = "".join(
+            f" xmlns:{p}='{escape_attr(u)}'" if p else f" xmlns='{escape_attr(u)}'" for p, u in self._root_decls
+        )
+        header = f"<{prefix}:stream{decls}>".encode()
+        self._expat = self._new_expat()
+        self._priming = True
+        try:
+            self._expat.Parse(header, False)
+        finally:
+            self._priming = False
+        self._fed = len(header)
+        self._depth = 1
 
     # --- expat handlers -----------------------------------------------------
     def _restricted(self, *args: object) -> int:
         raise StreamError("restricted-xml", "DTDs, entities, comments and processing instructions are not allowed")
 
     def _ns_decl(self, prefix: str | None, uri: str) -> None:
-        if self._depth == 0 and prefix is None:
-            self._default_ns = uri
+        if self._depth == 0 and not self._priming:
+            self._root_decls.append((prefix, uri))
+            if prefix is None:
+                self._default_ns = uri
 
     def _start(self, qname: str, attrs: dict[str, str]) -> None:
         depth = self._depth
         self._depth = depth + 1
         name, ns = _split(qname)
         if depth == 0:
-            self._events.append(StreamOpened(name, ns, self._default_ns, _attrs(attrs)))
+            if not self._priming:
+                self._events.append(StreamOpened(name, ns, self._default_ns, _attrs(attrs)))
             return
         if depth >= self.max_depth:
             raise StreamError("policy-violation", "XML nested too deeply")
         el = Element(name, ns, _attrs(attrs))
         if depth == 1:
-            self._stanza_start = self._parser.CurrentByteIndex
+            self._stanza_start = self._expat.CurrentByteIndex
         else:
             self._stack[-1].children.append(el)
         self._stack.append(el)
@@ -157,8 +230,10 @@ class StreamParser:
         if len(children) > 1:
             el.children = _join_text(children)
         if depth == 1:
-            if self._parser.CurrentByteIndex - self._stanza_start > self.max_stanza_size:
+            index = self._expat.CurrentByteIndex
+            if index - self._stanza_start > self.max_stanza_size:
                 raise StreamError("policy-violation", "stanza too large")
+            self._top_end = index
             self._events.append(el)
 
     def _text(self, data: str) -> None:
