@@ -2,7 +2,7 @@
 
 from sakari.core.events import StanzaEvent
 from sakari.core.modules import ModuleAPI
-from sakari.modules.util import owner_of, payload
+from sakari.modules.util import owner_of, payload, refuse
 from sakari.stream.errors import StanzaError
 from sakari.xml.element import Element
 from sakari.xml import fragment
@@ -40,8 +40,7 @@ def setup(mod: ModuleAPI) -> None:
             await store.set(owner_of(event), key, fragment.dump(child))
         return True
 
-    def forbidden(event: StanzaEvent) -> None:
-        raise StanzaError("forbidden", "private storage belongs to its owner")
+    forbidden = refuse("forbidden", "private storage belongs to its owner")
 
     mod.add_account_feature(NS)
     mod.hook(f"iq-get/self/{NS}:query", get)

@@ -15,7 +15,7 @@ from sakari.core import events as E
 from sakari.core.events import SessionEvent, StanzaEvent
 from sakari.core.jid import JIDError, parse_jid
 from sakari.core.modules import ModuleAPI
-from sakari.modules.util import owner_of, payload
+from sakari.modules.util import owner_of, payload, refuse
 from sakari.storage.base import RosterItem
 from sakari.stream.errors import StanzaError
 from sakari.xml.element import Element
@@ -145,8 +145,7 @@ def setup(mod: ModuleAPI) -> None:
         await rosters.put(owner, replace(base, name=el.attrs.get("name") or None, groups=groups, listed=True))
         return True
 
-    def forbidden(event: StanzaEvent) -> None:
-        raise StanzaError("forbidden", "a roster belongs to its owner")
+    forbidden = refuse("forbidden", "a roster belongs to its owner")
 
     async def session_closed(event: SessionEvent) -> None:
         if not mod.router.is_online(event.session.bare):

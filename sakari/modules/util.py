@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime
 
+from collections.abc import Callable
+
 from sakari.core.events import StanzaEvent
+from sakari.stream.errors import StanzaError
 from sakari.xml.element import Element
 
 
@@ -24,3 +27,12 @@ def utc_stamp(when: datetime.datetime | None = None) -> str:
     """XEP-0082 date-time in UTC."""
     when = when or datetime.datetime.now(datetime.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def refuse(condition: str, text: str) -> Callable[[StanzaEvent], None]:
+    """A handler that answers every request with this error (e.g. for others' private data)."""
+
+    def handler(event: StanzaEvent) -> None:
+        raise StanzaError(condition, text)
+
+    return handler

@@ -2,7 +2,7 @@
 
 from sakari.core.events import StanzaEvent
 from sakari.core.modules import ModuleAPI
-from sakari.modules.util import owner_of, payload
+from sakari.modules.util import owner_of, payload, refuse
 from sakari.stream.errors import StanzaError
 from sakari.xml import fragment
 from sakari.xml.element import Element
@@ -27,8 +27,7 @@ def setup(mod: ModuleAPI) -> None:
         await store.set(owner_of(event), "", fragment.dump(vcard) if vcard.children else None)
         return True
 
-    def forbidden(event: StanzaEvent) -> None:
-        raise StanzaError("forbidden", "only the owner may change a vCard")
+    forbidden = refuse("forbidden", "only the owner may change a vCard")
 
     mod.add_feature(NS)
     mod.hook(f"iq-get/self/{NS}:vCard", get)
