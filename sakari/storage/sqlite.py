@@ -93,9 +93,10 @@ class Database:
             self._conn = None
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        # Reads see every write queued before them (e.g. an offline message stored just before login).
-        if self._flush_task is not None and not self._flush_task.done():
-            await asyncio.shield(self._flush_task)
+        # Reads see every write queued before them (e.g. an offline message stored just before login):
+        # a no-op queued behind those writes resolves once they are committed. Later writes do not delay us.
+        if self._flushing:
+            await self.write(_nothing)
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run_read, fn)
 
     def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -147,6 +148,10 @@ class Database:
             conn.execute("ROLLBACK")
             raise
         return results
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
 
 
 def migrate(conn: sqlite3.Connection) -> None:
