@@ -129,7 +129,33 @@ class Events:
         entries = self._handlers.get(name)
         if not entries:
             return None
-        for entry in entries:
+        return await self._run(entries, 0, event)
+
+    def dispatch(self, name: str, event: Any) -> Any:
+        """Like :meth:`fire`, without a coroutine while every handler answers at once.
+
+        Returns the result, or a coroutine to await when a handler has to wait.
+        For the per-stanza path, where creating a coroutine per event shows.
+        """
+        entries = self._handlers.get(name)
+        if not entries:
+            return None
+        for index, entry in enumerate(entries):
+            result = entry.fn(event)
+            if entry.is_async or result.__class__ is CoroutineType:
+                return self._continue(result, entries, index + 1, event)
+            if result is not None:
+                return result
+        return None
+
+    async def _continue(self, pending: Any, entries: list[_Entry], start: int, event: Any) -> Any:
+        result = await pending
+        if result is not None:
+            return result
+        return await self._run(entries, start, event)
+
+    async def _run(self, entries: list[_Entry], start: int, event: Any) -> Any:
+        for entry in entries[start:] if start else entries:
             result = entry.fn(event)
             if entry.is_async or result.__class__ is CoroutineType:
                 result = await result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from types import CoroutineType
 
 from sakari.core import events as E
 from sakari.core.events import Events, StanzaEvent
@@ -114,8 +115,12 @@ class LocalRouter:
                     self.reply_error(event, StanzaError("remote-server-not-found"))
                 return
             hooked = self._hooked
-            if to.local and E.INBOUND_USER in hooked and await self.events.fire(E.INBOUND_USER, event) is not None:
-                return
+            if to.local and E.INBOUND_USER in hooked:
+                verdict = self.events.dispatch(E.INBOUND_USER, event)
+                if verdict.__class__ is CoroutineType:
+                    verdict = await verdict
+                if verdict is not None:
+                    return
             kind = event.stanza.name
             if kind == "iq":
                 await self._dispatch_iq(event, target)

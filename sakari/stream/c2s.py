@@ -149,6 +149,8 @@ class C2SStream:
         return self.state is State.READY and self._parser.release()
 
     def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
         out = b"".join(self._out)
         self._out.clear()
         return out
