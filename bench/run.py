@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--login-users", type=int, default=None)
     ap.add_argument("--login-parallel", type=int, default=None)
     ap.add_argument("--idle-conns", type=int, default=None)
+    ap.add_argument("--idle-settle", type=float, default=None,
+                    help="seconds between the last idle login and the RSS reading (default 5)")
     ap.add_argument("--muc-occupants", type=int, default=None)
     ap.add_argument("--mam-archive", type=int, default=None,
                     help="messages in the queried archive (target is stated for 1,000,000; default 20,000)")
@@ -90,7 +92,7 @@ def build_params(args: argparse.Namespace) -> Params:
                  "chat_users": args.chat_users, "chat_window": args.chat_window,
                  "login_users": args.login_users, "login_parallel": args.login_parallel,
                  "idle_conns": args.idle_conns, "muc_occupants": args.muc_occupants,
-                 "mam_archive": args.mam_archive}
+                 "mam_archive": args.mam_archive, "idle_settle_s": args.idle_settle}
     for k, v in overrides.items():
         if v is not None:
             setattr(p, k, v)
