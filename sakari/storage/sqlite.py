@@ -1,10 +1,14 @@
 """SQLite backend (WAL): the embedded default.
 
-All statements run on one thread that owns the connection. Writes are
-queued and committed in batches: whatever arrives while a transaction runs
-goes into the next one, so a burst of offline messages costs one fsync, not
-one per message. A write's future resolves only after its transaction
+Writes run on one thread that owns the writing connection. They are queued
+and committed in batches: whatever arrives while a transaction runs goes
+into the next one, so a burst of offline messages costs one fsync, not one
+per message. A write's future resolves only after its transaction
 committed, so nothing acknowledged can be lost to a crash of the process.
+
+Reads are small indexed look-ups (an account's keys, a roster): they run
+on the event loop's thread through a second connection, which WAL lets
+read while the writer writes. A thread hop would cost more than the read.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,20 +59,24 @@ _OWNED_TABLES = ("roster", "roster_version", "offline", "documents", "blocklist"
 
 
 class Database:
-    """One SQLite file, one thread, batched write transactions."""
+    """One SQLite file: batched write transactions on a thread, reads in place."""
 
     def __init__(self, path: Path, synchronous: str = "normal") -> None:
         self.path = path
         self.synchronous = synchronous
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sakari-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._lock = threading.Lock()
         self._flushing = False
         self._flush_task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+        reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        reader.execute("PRAGMA busy_timeout=10000")
+        reader.execute("PRAGMA query_only=ON")
+        self._reader = reader
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +95,9 @@ class Database:
         self._executor.shutdown(wait=True)
 
     def _close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -97,11 +107,8 @@ class Database:
         # a no-op queued behind those writes resolves once they are committed. Later writes do not delay us.
         if self._flushing:
             await self.write(_nothing)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run_read, fn)
-
-    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        assert self._conn is not None
-        return fn(self._conn)
+        assert self._reader is not None
+        return fn(self._reader)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
