@@ -71,6 +71,7 @@ class Server:
         self.identities: set[tuple[str, str, str]] = {("server", "im", "Sakari")}
         self.disco_extensions: list[Callable[[], Element]] = []
         self.stream_features: list[Callable[[bool], Element | None]] = []
+        self.features_cache: dict[tuple[bool, bool, tuple[str, ...]], bytes] = {}
         self.services: dict[str, Any] = {}
         self.connections: set[C2SConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -143,6 +144,8 @@ class Server:
         for name in self.config[S.MODULES]:
             load_module(self, name)
         self.events.check()
+        # Before the first connection: what modules compute here (e.g. the caps hash) is in every stream's features.
+        await self.events.fire_all(E.SERVER_STARTED, ServerEvent())
         loop = asyncio.get_running_loop()
         binds = self.config[S.BIND]
         for service, option, direct_tls in (("c2s", S.C2S_PORT, False), ("c2s-tls", S.C2S_TLS_PORT, True)):
@@ -167,7 +170,6 @@ class Server:
         self._servers.append(await control.serve(self.data_dir, {"delete-account": self._delete_account}))
         self._keepalive_task = self.spawn(self._keepalive())
         self._release_task = self.spawn(self._release_idle_parsers())
-        await self.events.fire_all(E.SERVER_STARTED, ServerEvent())
         log.info("event=ready domain=%s", self.domain)
 
     async def delete_account(self, owner: str) -> bool:

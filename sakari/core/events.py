@@ -35,7 +35,7 @@ SESSION_CLOSED = "session/closed"  # SessionEvent, after the session left the ro
 INBOUND_USER = "inbound/user"  # StanzaEvent, every stanza about to reach a local account
 MESSAGE_OFFLINE = "message/offline"  # StanzaEvent, a message no resource can take now
 ACCOUNT_DELETED = "account/deleted"  # AccountEvent
-SERVER_STARTED = "server/started"  # ServerEvent
+SERVER_STARTED = "server/started"  # ServerEvent, modules loaded, before listening
 SERVER_STOPPING = "server/stopping"  # ServerEvent
 
 CORE_EVENTS = frozenset(

@@ -66,7 +66,7 @@ class C2SConnection(asyncio.Protocol):
         self.direct_tls = direct_tls
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.stream = C2SStream(server.stream_settings, direct_tls, server.collect_stream_features)
+        self.stream = C2SStream(server.stream_settings, direct_tls, server.collect_stream_features, server.features_cache)
         self.session: ClientSession | None = None
         self.last_active = self.loop.time()
         self._wbuf: list[bytes] = []

@@ -101,8 +101,16 @@ FeatureProvider = Callable[[bool], list[Element]]  # argument: authenticated?
 
 
 class C2SStream:
-    def __init__(self, settings: StreamSettings, direct_tls: bool = False, extra_features: FeatureProvider | None = None) -> None:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        direct_tls: bool = False,
+        extra_features: FeatureProvider | None = None,
+        features_cache: dict[tuple[bool, bool, tuple[str, ...]], bytes] | None = None,
+    ) -> None:
         self.settings = settings
+        # The features only depend on the stage, so streams of one server may share their bytes.
+        self.features_cache = features_cache if features_cache is not None else {}
         self.tls_active = direct_tls
         self.channel_bindings: dict[str, bytes] = {}
         self.extra_features = extra_features
@@ -260,6 +268,15 @@ class C2SStream:
         )
 
     def _send_features(self) -> None:
+        authenticated = self.user is not None
+        self.state = State.BIND if authenticated else State.FEATURES
+        key = (authenticated, self.tls_active, tuple(self.channel_bindings))
+        cached = self.features_cache.get(key)
+        if cached is None:
+            cached = self.features_cache[key] = self._features()
+        self._out.append(cached)
+
+    def _features(self) -> bytes:
         features = Element("features", NS.STREAMS)
         s = self.settings
         if self.user is None:
@@ -275,14 +292,12 @@ class C2SStream:
                     cb = features.add("sasl-channel-binding", NS.SASL_CB)
                     for name in self.channel_bindings:
                         cb.add("channel-binding", NS.SASL_CB, {"type": name})
-            self.state = State.FEATURES
         else:
             features.add("bind", NS.BIND)
             features.add("session", NS.SESSION).add("optional", NS.SESSION)
-            self.state = State.BIND
         if self.extra_features is not None:
             features.children.extend(self.extra_features(self.user is not None))
-        self._out.append(_stream_wrapped("features", features.children))
+        return _stream_wrapped("features", features.children)
 
     def _mechanisms(self) -> list[str]:
         mechs = []
