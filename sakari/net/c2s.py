@@ -111,7 +111,7 @@ class C2SConnection(asyncio.Protocol):
             self.session = None
             # Also for a session a newer one with the same resource replaced: its presence must end.
             self.server.router.unbind(session)
-            self.server.spawn(self.server.events.fire_all(E.SESSION_CLOSED, SessionEvent(session)))
+            self.server.spawn_eager(self.server.events.fire_all(E.SESSION_CLOSED, SessionEvent(session)))
 
     def pause_writing(self) -> None:
         pass  # the send-buffer limit below is what protects us from a client that does not read
@@ -173,7 +173,7 @@ class C2SConnection(asyncio.Protocol):
             if cls is StanzaReceived:
                 self._enqueue(ev.stanza)
             elif cls is NeedCredentials:
-                self.server.spawn(self._lookup(ev.user))
+                self.server.spawn_eager(self._lookup(ev.user))
             elif cls is BindRequest:
                 self._bind(ev.resource)
             elif cls is StartTLS:
