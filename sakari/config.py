@@ -193,8 +193,6 @@ class Config:
     def __getitem__(self, option: Option[T]) -> T:
         return self._values.get(option.key, option.default)  # type: ignore[no-any-return]
 
-    def is_set(self, option: Option[Any]) -> bool:
-        return option.key in self._values
 
 
 def _toml_value(value: Any) -> str:

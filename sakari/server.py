@@ -21,6 +21,7 @@ from sakari.core.modules import load_module
 from sakari.core.router import LocalRouter
 from sakari.net import control, tls
 from sakari.net.c2s import NONZA, C2SConnection
+from sakari.storage.base import Storage
 from sakari.storage.sqlite import SYNCHRONOUS, SqliteStorage
 from sakari.stream.c2s import StreamSettings
 from sakari.stream.errors import StreamError
@@ -65,7 +66,7 @@ class Server:
         self.events = Events()
         self.events.declare(NONZA)
         self.router = LocalRouter({self.domain}, self.events)
-        self.storage = open_storage(config)
+        self.storage: Storage = open_storage(config)
         self.features: set[str] = set()
         self.account_features: set[str] = set()
         self.identities: set[tuple[str, str, str]] = {("server", "im", "Sakari")}

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Any], Any]
 
-KINDS = ("message", "presence", "iq")
 TARGETS = ("host", "self", "bare", "full")
 
 # Events that the core fires besides the per-stanza ones.
@@ -104,12 +103,6 @@ class Events:
         entries = self._handlers.setdefault(name, [])
         entries.append(_Entry((-priority, self._seq), fn, asyncio.iscoroutinefunction(fn)))
         entries.sort()
-
-    def unhook(self, name: str, fn: Handler) -> None:
-        self._handlers[name] = [e for e in self._handlers.get(name, []) if e.fn is not fn]
-
-    def has(self, name: str) -> bool:
-        return name in self._handlers
 
     @property
     def hooked(self) -> dict[str, list[_Entry]]:

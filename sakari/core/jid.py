@@ -40,17 +40,6 @@ class JID:
         self._text = f"{text}/{resource}" if resource else text
         self._hash = hash(self._text)
 
-    @property
-    def is_bare(self) -> bool:
-        return not self.resource
-
-    @property
-    def is_domain(self) -> bool:
-        return not self.local and not self.resource
-
-    def with_resource(self, resource: str) -> JID:
-        return JID(self.local, self.domain, prep_resource(resource))
-
     def __str__(self) -> str:
         return self._text
 
@@ -139,12 +128,3 @@ def parse_jid(text: str) -> JID:
         prep_domain(domain),
         prep_resource(resource) if slash else "",
     )
-
-
-def try_parse_jid(text: str | None) -> JID | None:
-    if text is None:
-        return None
-    try:
-        return parse_jid(text)
-    except JIDError:
-        return None

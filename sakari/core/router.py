@@ -66,9 +66,6 @@ class LocalRouter:
     def is_online(self, bare: JID) -> bool:
         return bare in self._users
 
-    def all_sessions(self) -> list[Session]:
-        return [s for resources in self._users.values() for s in resources.values()]
-
     # --- entry points ---------------------------------------------------------
     async def from_session(self, session: Session, stanza: Element) -> None:
         """A stanza sent by a local client: stamp, check, let modules see it, route."""

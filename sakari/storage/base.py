@@ -64,10 +64,16 @@ class BlocklistStore(Protocol):
 
 
 class Storage(Protocol):
-    accounts: AccountStore
-    roster: RosterStore
-    offline: OfflineStore
-    blocklist: BlocklistStore
+    """A backend: one store per kind of data, opened and closed together."""
+
+    @property
+    def accounts(self) -> AccountStore: ...
+    @property
+    def roster(self) -> RosterStore: ...
+    @property
+    def offline(self) -> OfflineStore: ...
+    @property
+    def blocklist(self) -> BlocklistStore: ...
 
     def documents(self, kind: str) -> DocumentStore: ...
     async def open(self) -> None: ...

@@ -50,7 +50,7 @@ class Authenticated:
 
 @dataclass(slots=True)
 class BindRequest:
-    """Bind ``resource`` (None: the server picks); then call ``bound`` or ``bind_failed``."""
+    """Bind ``resource`` (None: the server picks); then call ``bound``."""
 
     resource: str | None
 
@@ -166,9 +166,6 @@ class C2SStream:
     def send(self, stanza: Element) -> None:
         self._out.append(stanza.serialize().encode())
 
-    def send_serialized(self, data: bytes) -> None:
-        self._out.append(data)
-
     def close(self, error: StreamError | None = None) -> None:
         if self.state is State.CLOSED:
             return
@@ -214,13 +211,6 @@ class C2SStream:
         self.send(result)
         self._bind_iq = None
         self.state = State.READY
-        return self._replay()
-
-    def bind_failed(self, error: StanzaError) -> list[Event]:
-        assert self.state is State.BIND_PENDING and self._bind_iq is not None
-        self.send(error_reply(self._bind_iq, error))
-        self._bind_iq = None
-        self.state = State.BIND
         return self._replay()
 
     def _replay(self) -> list[Event]:

@@ -1,7 +1,6 @@
 """Namespaces the core needs to name; modules keep their own next to their code."""
 
 CLIENT = "jabber:client"
-SERVER = "jabber:server"
 STREAMS = "http://etherx.jabber.org/streams"
 XML = "http://www.w3.org/XML/1998/namespace"
 TLS = "urn:ietf:params:xml:ns:xmpp-tls"
