@@ -134,6 +134,10 @@ def _ask_password(jid: str) -> str:
     return first
 
 
+def _password(args: argparse.Namespace, owner: str) -> str:
+    return args.password if args.password is not None else _ask_password(owner)
+
+
 def _credentials(config: C.Config, password: str, where: str) -> Any:
     try:
         return derive(password, config[S.SCRAM_ITERATIONS])
@@ -207,7 +211,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     if not args.jid:
         raise CLIError("give the account's address (JID) or --from-file")
     owner = _owner(args.jid, domain)
-    creds = _credentials(config, args.password if args.password is not None else _ask_password(owner), owner)
+    creds = _credentials(config, _password(args, owner), owner)
     if not _with_storage(config, lambda st: st.accounts.create(owner, creds)):
         raise CLIError(f"{owner} already exists")
     print(f"created {owner}")
@@ -217,7 +221,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 def cmd_user_passwd(args: argparse.Namespace) -> int:
     config = load_config(args)
     owner = _owner(args.jid, prep_domain(config[S.DOMAIN]))
-    creds = _credentials(config, args.password if args.password is not None else _ask_password(owner), owner)
+    creds = _credentials(config, _password(args, owner), owner)
     if not _with_storage(config, lambda st: st.accounts.set_credentials(owner, creds)):
         raise CLIError(f"{owner} does not exist")
     print(f"password changed for {owner}")
