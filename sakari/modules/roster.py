@@ -8,6 +8,7 @@ written before any push goes out.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, replace
 
@@ -85,6 +86,10 @@ class Rosters:
             self.push(owner, roster.version, Element("item", NS, {"jid": jid, "subscription": "remove"}))
 
     def push(self, owner: str, version: int, item: Element) -> None:
+        # After the current turn: a client's own roster set gets its result before the push (as Prosody does).
+        asyncio.get_running_loop().call_soon(self._push_now, owner, version, item)
+
+    def _push_now(self, owner: str, version: int, item: Element) -> None:
         for session in self.mod.router.sessions_of(parse_jid(owner)):
             if session.interested:
                 iq = Element("iq", attrs={"type": "set", "id": f"push{next(self._push_ids)}", "to": str(session.jid)})
