@@ -18,6 +18,7 @@ from sakari.core.jid import JID, parse_jid
 from sakari.core.modules import ModuleAPI
 from sakari.core.session import Session
 from sakari.storage.base import RosterItem
+from sakari.xml import fragment
 from sakari.xml.element import Element
 
 PRESENCE_INITIAL = "presence/initial"  # SessionEvent: a resource became available for the first time
@@ -62,6 +63,8 @@ class Presence:
         self.mod = mod
         self.router = mod.router
         self.rosters = mod.require("roster")
+        # RFC 6121 §3.1.3: a pending request is kept whole (extensions included) until it is answered.
+        self.requests = mod.storage.documents("subscription-request")
 
     # --- broadcast ------------------------------------------------------------
     async def broadcast(self, session: Session, stanza: Element) -> None:
@@ -106,7 +109,10 @@ class Presence:
                     await self.router.route(probe.shallow_copy(), session.bare, parse_jid(item.jid), session)
             for item in list(roster.items.values()):
                 if item.pending_in:
-                    session.send(_presence("subscribe", to=str(session.jid), **{"from": item.jid}))
+                    stored = await self.requests.get(owner, item.jid)
+                    request = fragment.load(stored) if stored else _presence("subscribe", **{"from": item.jid})
+                    request.attrs["to"] = str(session.jid)
+                    session.send(request)
             await self.mod.events.fire_all(PRESENCE_INITIAL, SessionEvent(session))
 
     async def send_current(self, owner: JID, contact: JID, unavailable: bool = False) -> None:
@@ -150,6 +156,7 @@ class Presence:
                 await self.rosters.put(
                     str(owner), replace(item, subscription=_GAIN_FROM[item.subscription], pending_in=False, listed=True)
                 )
+                await self.requests.set(str(owner), str(contact), None)
             elif item is None or (item.subscription in ("none", "to") and not item.approved):
                 # RFC 6121 §3.4: approve in advance; nothing goes to the contact yet.
                 await self.rosters.put(str(owner), replace(item or RosterItem(str(contact)), approved=True, listed=True))
@@ -165,6 +172,8 @@ class Presence:
             if item is None:
                 route = False
             elif item.subscription in ("from", "both") or item.pending_in or item.approved:
+                if item.pending_in:
+                    await self.requests.set(str(owner), str(contact), None)
                 lost_from = item.subscription in ("from", "both")
                 new = replace(item, subscription=_LOSE_FROM[item.subscription], pending_in=False, approved=False)
                 if new.listed:
@@ -206,6 +215,7 @@ class Presence:
             else:
                 if item is None or not item.pending_in:
                     await self.rosters.put(str(owner), replace(item or RosterItem(str(contact), listed=False), pending_in=True))
+                await self.requests.set(str(owner), str(contact), fragment.dump(stanza))
                 deliver = True
         elif ptype == "subscribed":
             if item is not None and item.ask:
@@ -213,6 +223,8 @@ class Presence:
                 deliver = True
         elif ptype == "unsubscribe":
             if item is not None and (item.subscription in ("from", "both") or item.pending_in):
+                if item.pending_in:
+                    await self.requests.set(str(owner), str(contact), None)
                 new = replace(item, subscription=_LOSE_FROM[item.subscription], pending_in=False)
                 if new.listed:
                     await self.rosters.put(str(owner), new)
@@ -248,6 +260,8 @@ class Presence:
         owner_jid, contact = parse_jid(owner), parse_jid(item.jid)
         if item.subscription in ("to", "both") or item.ask:
             await self.router.route(_presence("unsubscribe"), owner_jid, contact)
+        if item.pending_in:
+            await self.requests.set(owner, item.jid, None)
         if item.subscription in ("from", "both") or item.pending_in:
             await self.router.route(_presence("unsubscribed"), owner_jid, contact)
             await self.send_current(owner_jid, contact, unavailable=True)
