@@ -23,17 +23,26 @@ def escape_text(s: str) -> str:
         s = s.replace("<", "&lt;")
     if ">" in s:
         s = s.replace(">", "&gt;")
+    if "\r" in s:  # a parser would turn a literal CR (and CRLF) into LF
+        s = s.replace("\r", "&#13;")
     return s
 
 
 def escape_attr(s: str) -> str:
-    """For a value in double quotes: only &, < and " need escaping."""
+    """For a value in double quotes: &, < and " must be escaped, and whitespace other than
+    spaces too, or attribute-value normalization turns it into spaces."""
     if "&" in s:
         s = s.replace("&", "&amp;")
     if "<" in s:
         s = s.replace("<", "&lt;")
     if '"' in s:
         s = s.replace('"', "&quot;")
+    if "\n" in s:
+        s = s.replace("\n", "&#10;")
+    if "\t" in s:
+        s = s.replace("\t", "&#9;")
+    if "\r" in s:
+        s = s.replace("\r", "&#13;")
     return s
 
 

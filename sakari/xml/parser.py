@@ -100,6 +100,7 @@ class StreamParser:
         self._root_decls: list[tuple[str | None, str]] = []
         self._priming = False
         self._top_end = -1
+        self._mark = 0  # where the current unfinished top-level item (header, stanza, whitespace) began
         self.at_boundary = False
         self._expat: Any = self._new_expat()
 
@@ -135,7 +136,9 @@ class StreamParser:
             self._expat.Parse(data, False)
         except expat.ExpatError as e:
             raise StreamError("not-well-formed", str(e)) from None
-        if self._depth > 1 and self._fed - self._stanza_start > self.max_stanza_size:
+        pending_from = self._stanza_start if self._depth > 1 else self._mark
+        if self._fed - pending_from > self.max_stanza_size:
+            # Also a header or a start tag that never ends: nothing unfinished may grow past the limit.
             raise StreamError("policy-violation", "stanza too large")
         self._note_boundary(data, chunk_start)
         events = self._events
@@ -190,6 +193,7 @@ class StreamParser:
         finally:
             self._priming = False
         self._fed = len(header)
+        self._mark = self._fed
         self._depth = 1
 
     # --- expat handlers -----------------------------------------------------
@@ -209,8 +213,9 @@ class StreamParser:
         if depth == 0:
             if not self._priming:
                 self._events.append(StreamOpened(name, ns, self._default_ns, _attrs(attrs)))
+            self._mark = self._expat.CurrentByteIndex
             return
-        if depth >= self.max_depth:
+        if depth > self.max_depth:
             raise StreamError("policy-violation", "XML nested too deeply")
         el = Element(name, ns, _attrs(attrs))
         if depth == 1:
@@ -234,9 +239,12 @@ class StreamParser:
             if index - self._stanza_start > self.max_stanza_size:
                 raise StreamError("policy-violation", "stanza too large")
             self._top_end = index
+            self._mark = index
             self._events.append(el)
 
     def _text(self, data: str) -> None:
         if self._depth > 1:
             self._stack[-1].children.append(data)
+        else:
+            self._mark = self._expat.CurrentByteIndex
         # Text between top-level elements is whitespace keepalive; it carries nothing.
