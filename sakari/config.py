@@ -123,6 +123,7 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 _TABLE = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
 _KEY = re.compile(r'^\s*([A-Za-z0-9_\-."\' ]+?)\s*=')
+_INLINE_KEY = re.compile(r'[{,]\s*([A-Za-z0-9_\-]+)\s*=')
 
 
 def _key_lines(text: str) -> dict[str, int]:
@@ -135,7 +136,12 @@ def _key_lines(text: str) -> dict[str, int]:
             lines.setdefault(table, number)
         elif m := _KEY.match(line):
             key = m.group(1).replace('"', "").replace("'", "").replace(" ", "")
-            lines.setdefault(f"{table}.{key}" if table else key, number)
+            full = f"{table}.{key}" if table else key
+            lines.setdefault(full, number)
+            rest = line[m.end():].lstrip()
+            if rest.startswith("{"):  # an inline table: its keys are on this line too
+                for inner in _INLINE_KEY.findall(rest):
+                    lines.setdefault(f"{full}.{inner}", number)
     return lines
 
 

@@ -6,7 +6,9 @@ costly, so results are cached by input string.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
+
 import idna
 import precis_i18n
 
@@ -82,17 +84,26 @@ def prep_domain(domain: str) -> str:
         domain = domain[:-1]
     if not domain:
         raise JIDError("empty domainpart")
+    if domain.startswith("["):
+        if not domain.endswith("]"):
+            raise JIDError("invalid IPv6 address literal")
+        try:
+            return f"[{ipaddress.IPv6Address(domain[1:-1]).compressed}]"
+        except ValueError:
+            raise JIDError("invalid IPv6 address literal") from None
     lowered = domain.lower()
-    if set(lowered) <= _PLAIN_DOMAIN:
+    if set(lowered) <= _PLAIN_DOMAIN and "xn--" not in lowered:
+        labels = lowered.split(".")
+        if any(not label or len(label) > 63 or label[0] == "-" or label[-1] == "-" for label in labels):
+            raise JIDError("invalid domainpart")
         result = lowered
-    elif domain.startswith("[") and domain.endswith("]"):
-        result = domain  # IPv6 literal
     else:
         try:
+            # A-labels and U-labels of one name are the same domain: keep the U-label form.
             result = idna.decode(idna.encode(domain, uts46=True))
-        except idna.IDNAError as e:
+        except (idna.IDNAError, UnicodeError) as e:
             raise JIDError(f"invalid domainpart: {e}") from None
-    if ".." in result or result.startswith(".") or len(result.encode()) > 1023:
+    if len(result.encode()) > 1023:
         raise JIDError("invalid domainpart")
     return result
 

@@ -179,6 +179,8 @@ class C2SStream:
 
     # --- driver callbacks -----------------------------------------------------
     def tls_started(self, channel_bindings: dict[str, bytes]) -> None:
+        if self.state is State.CLOSED:
+            return  # the stream ended (e.g. on junk after <starttls/>) while the driver upgraded
         self.tls_active = True
         self.channel_bindings = channel_bindings
         self._restart()
