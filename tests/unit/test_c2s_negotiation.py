@@ -286,6 +286,20 @@ def test_restricted_xml_ends_with_restricted_xml() -> None:
     assert client.stream_error() == "restricted-xml"
 
 
+def test_oversized_stanza_ends_the_stream_with_policy_violation() -> None:
+    client = Client(max_stanza_size=2000)
+    client.open()
+    client.send("<message><body>" + "a" * 5000 + "</body></message>")
+    assert client.stream_error() == "policy-violation"
+
+
+def test_deeply_nested_stanza_ends_the_stream_with_policy_violation() -> None:
+    client = Client(max_depth=10)
+    client.open()
+    client.send("<message>" + "<a>" * 50)
+    assert client.stream_error() == "policy-violation"
+
+
 # --- STARTTLS ------------------------------------------------------------------------
 
 
@@ -457,6 +471,16 @@ def test_bad_base64_fails_incorrect_encoding() -> None:
     client.starttls()
     client.send(f"<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>not base64!</auth>")
     assert failure_condition(client.last()) == "incorrect-encoding"
+
+
+def test_failure_text_quoting_client_data_is_escaped() -> None:
+    """The client's channel-binding type name is quoted in the failure text; it must stay text."""
+    client = Client()
+    client.starttls()
+    client.send(sasl("auth", b"p=a&b<c/>,,n=juliet,r=abc", "SCRAM-SHA-256-PLUS"))  # the reader raises if not well-formed
+    failure = client.last()
+    assert failure_condition(failure) == "malformed-request"
+    assert "a&b<c/>" in (failure.findtext(q(SASL, "text")) or "")
 
 
 # --- SASL: PLAIN ------------------------------------------------------------------------
