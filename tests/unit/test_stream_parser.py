@@ -285,6 +285,21 @@ def test_stanza_just_under_the_size_limit_passes_and_the_limit_is_per_stanza() -
         assert len(message.find("body").text) == LIMIT - 40
 
 
+@pytest.mark.parametrize(
+    "chunk, count",
+    [(b" " * 5 * LIMIT, 1), (b" " * 3 * LIMIT, 10), (b" " * (LIMIT // 2), 40), (b" \n\t" * LIMIT, 3)],
+    ids=["one-big-chunk", "big-chunks", "small-chunks", "mixed-whitespace"],
+)
+def test_whitespace_between_stanzas_never_counts_against_the_stanza_size_limit(chunk: bytes, count: int) -> None:
+    """Keepalive whitespace is not kept by the parser, so no amount of it is a stanza too large."""
+    parser = stanza_parser(max_stanza_size=LIMIT)
+    (first,) = parser.feed(b"<presence/>")
+    for _ in range(count):
+        assert parser.feed(chunk) == []
+    (message,) = parser.feed(b"<message><body>after</body></message>")
+    assert message.find("body").text == "after"
+
+
 # --- depth limit --------------------------------------------------------------------------
 
 
