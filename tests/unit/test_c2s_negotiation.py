@@ -251,6 +251,13 @@ def test_header_to_our_domain_in_other_case_is_accepted() -> None:
     assert Client().open(header(to="EXAMPLE.org")).tag == q(STREAMS, "features")
 
 
+@pytest.mark.parametrize("to", ["bücher.example", "BÜCHER.example", "bücher.example.", "xn--bcher-kva.example"])
+def test_header_to_an_idn_domain_is_accepted_in_any_form_of_that_domain(to: str) -> None:
+    """The 'to' of the header is a domainpart (RFC 6120 §4.7.2), compared after preparation (RFC 7622 §3.2)."""
+    client = Client(domain="bücher.example")
+    assert client.open(header(to=to)).tag == q(STREAMS, "features")
+
+
 @pytest.mark.parametrize(
     "data",
     [header(content_ns="jabber:server"), header(stream_ns="urn:example:not-streams"), header(content_ns="")],
