@@ -72,7 +72,7 @@ def setup(mod: ModuleAPI) -> None:
         stype = event.stanza.attrs.get("type")
         if matches(sender_list, recipient):
             if kind != "presence" and stype not in ("error", "result") and event.origin is not None:
-                error = StanzaError("not-acceptable", "You have blocked this JID").to_element()
+                error = StanzaError("not-acceptable", "You have blocked this JID", type="cancel").to_element()
                 error.add("blocked", NS_ERRORS)
                 reply = Element(kind, attrs={"type": "error", "to": str(sender), "from": str(recipient)})
                 if "id" in event.stanza.attrs:

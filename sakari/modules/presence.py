@@ -92,10 +92,10 @@ class Presence:
         for other in others:
             copy.attrs["to"] = str(other.jid)
             other.send(copy)
-        if available:
-            session.available = True
-            copy.attrs["to"] = str(session.jid)
-            session.send(copy)
+        # The resource hears its own presence back, unavailable included (as with Prosody and others).
+        session.available = available
+        copy.attrs["to"] = str(session.jid)
+        session.send(copy)
         if initial:
             for other in others:
                 if other.presence is not None:
@@ -111,7 +111,7 @@ class Presence:
                 if item.pending_in:
                     stored = await self.requests.get(owner, item.jid)
                     request = fragment.load(stored) if stored else _presence("subscribe", **{"from": item.jid})
-                    request.attrs["to"] = str(session.jid)
+                    request.attrs["to"] = owner
                     session.send(request)
             await self.mod.events.fire_all(PRESENCE_INITIAL, SessionEvent(session))
 
@@ -237,11 +237,12 @@ class Presence:
                 await self.rosters.put(str(owner), replace(item, subscription=_LOSE_TO[item.subscription], ask=False))
                 deliver = True
         if deliver:
+            # RFC 6121 §3.1.3: a request goes to every available resource; the answers (§3.1.6, §3.2.3,
+            # §3.3.3) only to those that fetched the roster. 'to' stays the bare JID (§8.5.2.1.2).
+            data = stanza.serialize().encode()
             for s in self.router.sessions_of(owner):
-                if s.available:
-                    copy = stanza.shallow_copy()
-                    copy.attrs["to"] = str(s.jid)
-                    s.send(copy)
+                if s.available and (ptype == "subscribe" or s.interested):
+                    s.send_serialized(data)
         return True
 
     async def _probe(self, owner: JID, contact: JID, prober: JID) -> None:

@@ -29,19 +29,11 @@ PROSODY_EXTRAS = (
     "(6) on unblocking, XEP-0191 §3.4 requires the user's current presence to be sent to the contact, which "
     "the script does not expect (scansion drops it unexamined if it arrives while the script waits on Romeo)."
 )
-SAKARI_DIFFERENCES = (
-    "Sakari differs from the script (and the specifications) here: (1) the inbound subscribe reaches Juliet "
-    "with 'to' rewritten to her full JID (RFC 6121 §8.5.2.1.2: the server MUST NOT rewrite 'to'); (2) the "
-    "inbound subscribed reaches Romeo, who never requested the roster (RFC 6121 §3.1.6: only interested "
-    "resources get it), before the presence the script expects; (3) the <not-acceptable/> bounce for a "
-    "message to a blocked JID has error type 'modify' (XEP-0191 §3.3's example: type='cancel')."
-)
 
 
 @pytest.mark.parametrize("prosody_extras", [
     pytest.param(True, id="as-scripted", marks=pytest.mark.skip(reason=PROSODY_EXTRAS)),
-    pytest.param(False, id="without-prosody-extras", marks=pytest.mark.xfail(
-        raises=AssertionError, strict=True, reason=SAKARI_DIFFERENCES)),
+    pytest.param(False, id="without-prosody-extras"),
 ])
 async def test_blocking_a_contact_hides_presence_and_stops_messages_both_ways(cast, prosody_extras):
     """blocking.scs; XEP-0191 §3.3 (blocking sends the contact unavailable

@@ -69,21 +69,9 @@ async def test_disco_info_of_own_account(cast):
     await romeo.disconnects()
 
 
-NO_UNAVAILABLE_ECHO = (
-    "Sakari does not send a resource's unavailable presence back to that resource; the script expects it "
-    "(Prosody echoes it, as it does available presence). RFC 6121 §4.2.2 and §4.4.2 send available presence "
-    "to all the user's available resources including the sender ('an entity is implicitly subscribed to its "
-    "own presence'); for unavailable presence §4.5.2 names the user's available resources (RFC 3921 §5.1.5 "
-    "said 'other' resources), so the echo is the consistent reading but not spelled out."
-)
 
 
-@pytest.mark.parametrize("echo_expected", [
-    pytest.param(True, id="as-scripted", marks=pytest.mark.xfail(
-        raises=AssertionError, strict=True, reason=NO_UNAVAILABLE_ECHO)),
-    pytest.param(False, id="without-unavailable-echo"),
-])
-async def test_own_last_activity_after_going_unavailable_has_its_status(cast, echo_expected):
+async def test_own_last_activity_after_going_unavailable_has_its_status(cast):
     """lastactivity.scs; RFC 6121 §4.5.2 (the unavailable presence comes back
     to the resource that sent it), XEP-0012 §4 (last activity of an account:
     seconds since it went offline, with the status text of its last
@@ -93,10 +81,9 @@ async def test_own_last_activity_after_going_unavailable_has_its_status(cast, ec
     await romeo.sends("<presence><status>Hello</status></presence>")
     await romeo.receives(f"<presence from='{romeo.full_jid}'><status>Hello</status></presence>")
     await romeo.sends("<presence type='unavailable'><status>Goodbye</status></presence>")
-    if echo_expected:
-        await romeo.receives(
-            f"<presence from='{romeo.full_jid}' type='unavailable'><status>Goodbye</status></presence>", timeout=3
-        )
+    await romeo.receives(
+        f"<presence from='{romeo.full_jid}' type='unavailable'><status>Goodbye</status></presence>", timeout=3
+    )
     await romeo.sends("<iq id='a' type='get'><query xmlns='jabber:iq:last'/></iq>")
     await romeo.receives(f"<iq type='result' id='a'><query xmlns='jabber:iq:last' seconds='{ANY}'>Goodbye</query></iq>")
     await romeo.disconnects()
