@@ -634,6 +634,31 @@ def test_client_close_is_answered_with_our_close_and_stream_ended() -> None:
     assert client.send("<presence/>") == []  # nothing is processed after the close
 
 
+def test_credentials_arriving_after_the_client_closed_the_stream_are_ignored() -> None:
+    """The look-up is asynchronous: the client may be gone by the time the driver answers."""
+    client = Client()
+    client.starttls()
+    assert client.send(sasl("auth", plain("juliet", PASSWORD), "PLAIN")) == [NeedCredentials("juliet")]
+    assert client.send("</stream:stream>") == [StreamEnded(None)]
+    client.take()
+    assert client.stream.provide_credentials(CREDS) == []
+    assert client.stream.data_to_send() == b""
+    assert client.stream.user is None
+
+
+def test_bind_answer_arriving_after_the_client_closed_the_stream_is_ignored() -> None:
+    client = Client()
+    client.starttls()
+    scram_login(client, "SCRAM-SHA-256")
+    client.restart()
+    client.open()
+    client.send(f"<iq type='set' id='b'><bind xmlns='{BIND}'/></iq>")
+    assert client.send("</stream:stream>") == [StreamEnded(None)]
+    client.take()
+    assert client.stream.bound(JID("juliet", DOMAIN, "r")) == []
+    assert client.stream.data_to_send() == b""
+
+
 def test_client_close_before_authentication_is_answered_with_our_close() -> None:
     client = Client()
     client.open()
