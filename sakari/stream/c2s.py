@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from enum import Enum, auto
 
 from sakari.core.credentials import Credentials
-from sakari.core.jid import JID, JIDError, prep_local, prep_resource
+from sakari.core.jid import JID, JIDError, prep_domain, prep_local, prep_resource
 from sakari.stream.errors import StanzaError, StreamError, error_reply
 from sakari.stream.sasl import Identity, SaslFailure, ScramServer, parse_plain, verify_plain
 from sakari.xml import ns as NS
-from sakari.xml.element import Element, escape_attr
+from sakari.xml.element import Element, escape_attr, escape_text
 from sakari.xml.parser import StreamClosed, StreamOpened, StreamParser
 
 MAX_AUTH_ATTEMPTS = 3
@@ -186,6 +186,8 @@ class C2SStream:
         self._restart()
 
     def provide_credentials(self, creds: Credentials | None) -> list[Event]:
+        if self.state is State.CLOSED:
+            return []  # the client left while we looked
         assert self.state is State.SASL_LOOKUP
         try:
             if creds is None:
@@ -206,6 +208,8 @@ class C2SStream:
 
     def bound(self, jid: JID) -> list[Event]:
         """The resource is bound; returns events for anything the client pipelined behind the request."""
+        if self.state is State.CLOSED:
+            return []
         assert self.state is State.BIND_PENDING and self._bind_iq is not None
         self.jid = jid
         result = Element("iq", NS.CLIENT, {"type": "result", "id": self._bind_iq.attrs.get("id", "")})
@@ -244,8 +248,13 @@ class C2SStream:
         if _version(version) < (1, 0):
             raise StreamError("unsupported-version")
         to = opened.attrs.get("to")
-        if to is not None and to.lower().rstrip(".") != self.settings.domain:
-            raise StreamError("host-unknown", f"this server does not serve {to}")
+        if to is not None:
+            try:
+                served = prep_domain(to) == self.settings.domain
+            except JIDError:
+                served = False
+            if not served:
+                raise StreamError("host-unknown", f"this server does not serve {to}")
         self._send_features()
 
     def _send_header(self) -> None:
@@ -418,7 +427,7 @@ class C2SStream:
         self._sasl = None
         self._identity = None
         self._plain_password = None
-        text = f"<text xml:lang='en'>{failure.text}</text>" if failure.text else ""
+        text = f"<text xml:lang='en'>{escape_text(failure.text)}</text>" if failure.text else ""
         self._out.append(f"<failure xmlns='{NS.SASL}'><{failure.condition}/>{text}</failure>".encode())
         self.state = State.FEATURES
         if failure.condition != "aborted":

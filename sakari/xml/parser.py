@@ -246,5 +246,5 @@ class StreamParser:
         if self._depth > 1:
             self._stack[-1].children.append(data)
         else:
-            self._mark = self._expat.CurrentByteIndex
+            self._mark = self._fed  # whitespace between stanzas is dropped; it never counts
         # Text between top-level elements is whitespace keepalive; it carries nothing.
