@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=float, default=None, help="warm-up before the window, seconds")
     ap.add_argument("--chat-users", type=int, default=None)
     ap.add_argument("--chat-window", type=int, default=None)
+    ap.add_argument("--chat-many-users", type=int, default=None)
+    ap.add_argument("--chat-many-window", type=int, default=None)
     ap.add_argument("--login-users", type=int, default=None)
     ap.add_argument("--login-parallel", type=int, default=None)
     ap.add_argument("--idle-conns", type=int, default=None)
@@ -90,6 +92,7 @@ def build_params(args: argparse.Namespace) -> Params:
     p = Params.quick() if args.quick else Params()
     overrides = {"workers": args.workers, "duration_s": args.duration, "warmup_s": args.warmup,
                  "chat_users": args.chat_users, "chat_window": args.chat_window,
+                 "chat_many_users": args.chat_many_users, "chat_many_window": args.chat_many_window,
                  "login_users": args.login_users, "login_parallel": args.login_parallel,
                  "idle_conns": args.idle_conns, "muc_occupants": args.muc_occupants,
                  "mam_archive": args.mam_archive, "idle_settle_s": args.idle_settle}

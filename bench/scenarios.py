@@ -36,9 +36,14 @@ class Params:
     workers: int = 2                 # generator processes
     gen_cpus: tuple[int, ...] = (1,)  # CPUs the generator is pinned to
     login_concurrency: int = 200     # parallel logins while bringing users online
-    # chat
-    chat_users: int = 1000           # online users, in pairs
-    chat_window: int = 2             # in-flight messages per sender
+    # chat: few connections, each sender flat out (50 in flight), the regime
+    # in which the reference figures were taken (see bench/README.md)
+    chat_users: int = 100            # online users, in pairs
+    chat_window: int = 50            # in-flight messages per sender
+    # chat-many: many connections, each with little in flight (one read, one
+    # stanza: the per-connection and per-syscall costs dominate)
+    chat_many_users: int = 1000
+    chat_many_window: int = 2
     chat_body: str = "The quick brown fox jumps over the lazy dog; benchmark message 0123456789."
     warmup_s: float = 3.0
     duration_s: float = 10.0
@@ -65,7 +70,7 @@ class Params:
 
     @classmethod
     def quick(cls) -> "Params":
-        return cls(chat_users=200, chat_window=4, warmup_s=1.0, duration_s=4.0, drain_s=10.0,
+        return cls(chat_users=40, chat_window=20, chat_many_users=200, chat_many_window=2, warmup_s=1.0, duration_s=4.0, drain_s=10.0,
                    login_users=200, login_parallel=32, idle_conns=1000, idle_settle_s=2.0,
                    muc_occupants=50, muc_senders=4, mam_archive=5_000, mam_queries=10)
 
@@ -73,6 +78,8 @@ class Params:
         need = 2
         if "chat" in scenarios:
             need = max(need, self.chat_users)
+        if "chat-many" in scenarios:
+            need = max(need, self.chat_many_users)
         if "login" in scenarios:
             need = max(need, self.login_users)
         if "idle" in scenarios:
@@ -237,15 +244,23 @@ async def chat_worker(ctx: WorkerContext) -> dict:
 
 
 class ChatScenario:
-    name = "chat"
+    """1:1 chat; ``name`` picks the parameters: ``chat`` uses chat_users and
+    chat_window, ``chat-many`` chat_many_users and chat_many_window."""
+
     title = "1:1 chat throughput"
     headline = "msgs/s"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._prefix = name.replace("-", "_")
 
     def supported(self, server: Server) -> str | None:
         return None
 
     def run(self, server: Server, params: Params) -> dict:
-        users = server.accounts(params.chat_users - params.chat_users % 2)
+        n_users = getattr(params, self._prefix + "_users")
+        window = getattr(params, self._prefix + "_window")
+        users = server.accounts(n_users - n_users % 2)
         slices = split(users, params.workers, unit=2)
         fleet = Fleet(server.target, slices, {"login_concurrency": max(1, params.login_concurrency // params.workers),
                                               "body": params.chat_body}, chat_worker, set(params.gen_cpus))
@@ -260,7 +275,7 @@ class ChatScenario:
             m0 = t_go + int(params.warmup_s * NS)
             m1 = m0 + int(params.duration_s * NS)
             fleet.broadcast("go", {"t_go": t_go, "m0": m0, "m1": m1, "drain_s": params.drain_s,
-                                   "window": params.chat_window})
+                                   "window": window})
             usage = _window_usage(server, fleet, m0, m1)
             results = fleet.finish(timeout=params.drain_s + 60)
         finally:
@@ -283,7 +298,7 @@ class ChatScenario:
             **usage,
             "msgs_per_server_cpu_s": rate / usage["server_cpu"] if usage["server_cpu"] > 0 else float("nan"),
             "users": len(users),
-            "window": params.chat_window,
+            "window": window,
         }
 
 
@@ -794,6 +809,6 @@ class MamScenario:
         }
 
 
-SCENARIOS: dict[str, Any] = {s.name: s for s in (ChatScenario(), LoginScenario(), IdleScenario(),
-                                                  MucScenario(), MamScenario())}
-DEFAULT_SCENARIOS = ["chat", "login", "idle", "muc", "mam"]
+SCENARIOS: dict[str, Any] = {s.name: s for s in (ChatScenario("chat"), ChatScenario("chat-many"), LoginScenario(),
+                                                  IdleScenario(), MucScenario(), MamScenario())}
+DEFAULT_SCENARIOS = ["chat", "chat-many", "login", "idle", "muc", "mam"]
