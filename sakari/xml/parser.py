@@ -116,6 +116,7 @@ class StreamParser:
         p.EndElementHandler = self._end
         p.CharacterDataHandler = self._text
         p.StartNamespaceDeclHandler = self._ns_decl
+        p.XmlDeclHandler = self._xml_decl
         p.StartDoctypeDeclHandler = self._restricted
         p.EntityDeclHandler = self._restricted
         p.ProcessingInstructionHandler = self._restricted
@@ -199,6 +200,12 @@ class StreamParser:
     # --- expat handlers -----------------------------------------------------
     def _restricted(self, *args: object) -> int:
         raise StreamError("restricted-xml", "DTDs, entities, comments and processing instructions are not allowed")
+
+    def _xml_decl(self, version: str, encoding: str | None, standalone: int) -> None:
+        # The parser is created for UTF-8 and would ignore a declared encoding, reading
+        # Latin-1 bytes as (broken) UTF-8; RFC 6120 §11.6 wants the stream refused instead.
+        if encoding is not None and encoding.lower() != "utf-8":
+            raise StreamError("unsupported-encoding", f"only UTF-8 is supported, not {encoding}")
 
     def _ns_decl(self, prefix: str | None, uri: str) -> None:
         if self._depth == 0 and not self._priming:

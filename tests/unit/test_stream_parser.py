@@ -200,6 +200,19 @@ def test_restricted_xml_is_caught_when_fed_byte_by_byte(data: bytes) -> None:
     assert stream_error(in_pieces(data, 1)).condition == "restricted-xml"
 
 
+@pytest.mark.parametrize("encoding", [b"ISO-8859-1", b"UTF-16", b"us-ascii"])
+def test_an_encoding_other_than_utf8_is_refused(encoding: bytes) -> None:
+    header = b"<?xml version='1.0' encoding='" + encoding + b"'?>" + HEADER[len(b"<?xml version='1.0'?>") :]
+    assert stream_error([header]).condition == "unsupported-encoding"
+
+
+@pytest.mark.parametrize("encoding", [b"UTF-8", b"utf-8"])
+def test_a_utf8_encoding_declaration_is_accepted(encoding: bytes) -> None:
+    header = b"<?xml version='1.0' encoding='" + encoding + b"'?>" + HEADER[len(b"<?xml version='1.0'?>") :]
+    (opened,) = StreamParser().feed(header)
+    assert isinstance(opened, StreamOpened)
+
+
 def test_undefined_entity_is_not_well_formed() -> None:
     assert stream_error([HEADER, b"<message><body>&nbsp;</body></message>"]).condition == "not-well-formed"
 
