@@ -88,9 +88,13 @@ def prep_domain(domain: str) -> str:
         if not domain.endswith("]"):
             raise JIDError("invalid IPv6 address literal")
         try:
-            return f"[{ipaddress.IPv6Address(domain[1:-1]).compressed}]"
+            address = ipaddress.IPv6Address(domain[1:-1])
         except ValueError:
             raise JIDError("invalid IPv6 address literal") from None
+        if address.scope_id is not None:
+            # RFC 7622 takes IP-literal from RFC 3986, which has no zone IDs: they only mean something on one host.
+            raise JIDError("IPv6 zone IDs are not allowed in a JID")
+        return f"[{address.compressed}]"
     lowered = domain.lower()
     if set(lowered) <= _PLAIN_DOMAIN and "xn--" not in lowered:
         labels = lowered.split(".")

@@ -106,7 +106,7 @@ def test_ip_literals_are_domainparts() -> None:
     assert parse_jid("juliet@[2001:db8::1]/r").domain == "[2001:db8::1]"
 
 
-@pytest.mark.parametrize("domain", ["[not an address]", "[]", "[2001:db8::1<>]"])
+@pytest.mark.parametrize("domain", ["[not an address]", "[]", "[2001:db8::1<>]", "[fe80::1%eth0]", "[fe80::1%25eth0]"])
 def test_bracketed_domain_that_is_not_an_ipv6_address_is_jid_malformed(domain: str) -> None:
     with pytest.raises(JIDError):
         parse_jid(f"juliet@{domain}")
