@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
 import signal
 import ssl
 import types
@@ -138,10 +140,22 @@ class Server:
         except (OSError, ValueError, ssl.SSLError) as e:
             raise StartError(f"cannot use the certificate {cert_path} with key {key_path}: {e}") from None
 
+    async def _decoy_secret(self) -> bytes:
+        """The server's secret for decoy SCRAM salts; kept in storage so a restart does not change them."""
+        documents = self.storage.documents("server-secret")
+        secret = await documents.get(self.domain, "scram-decoy")
+        if secret is None:
+            secret = os.urandom(32)
+            await documents.set(self.domain, "scram-decoy", secret)
+        return secret
+
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._setup_tls()
         await self.storage.open()
+        self.stream_settings = dataclasses.replace(
+            self.stream_settings, decoy_secret=await self._decoy_secret(), decoy_iterations=self.config[S.SCRAM_ITERATIONS]
+        )
         for name in self.config[S.MODULES]:
             load_module(self, name)
         self.events.check()

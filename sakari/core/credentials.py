@@ -65,6 +65,17 @@ def derive(password: str, iterations: int, salt: bytes | None = None) -> Credent
     )
 
 
+def decoy(secret: bytes, username: str, iterations: int) -> Credentials:
+    """Credentials for an account that does not exist, so SCRAM answers as if it did (RFC 5802 §9).
+
+    The salt is derived from the name with a per-server secret: asking twice
+    gives the same salt, as for a real account, and nobody without the secret
+    can tell it from a real one. The keys are random, so no proof matches.
+    """
+    salt = hmac.digest(secret, b"scram-decoy-salt\0" + username.encode(), "sha256")[:16]
+    return Credentials(salt, iterations, {h: ScramKeys(os.urandom(32), os.urandom(32)) for h in HASHES})
+
+
 def check_password(creds: Credentials, password: str) -> bool:
     """For SASL PLAIN: derive the keys from the offered password and compare in constant time."""
     try:

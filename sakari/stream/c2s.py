@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
 
-from sakari.core.credentials import Credentials
+from sakari.core.credentials import Credentials, decoy
 from sakari.core.jid import JID, JIDError, prep_domain, prep_local, prep_resource
 from sakari.stream.errors import StanzaError, StreamError, error_reply
 from sakari.stream.sasl import Identity, SaslFailure, ScramServer, parse_plain, verify_plain
@@ -95,6 +95,10 @@ class StreamSettings:
     allow_plain: bool = True
     max_stanza_size: int = 262144
     max_depth: int = 64
+    # With a secret, an unknown user gets a decoy SCRAM challenge instead of an
+    # immediate failure, so a login attempt does not reveal which accounts exist.
+    decoy_secret: bytes = b""
+    decoy_iterations: int = 10000
 
 
 FeatureProvider = Callable[[bool], list[Element]]  # argument: authenticated?
@@ -191,7 +195,9 @@ class C2SStream:
         assert self.state is State.SASL_LOOKUP
         try:
             if creds is None:
-                raise SaslFailure("not-authorized")
+                if not self.settings.decoy_secret:
+                    raise SaslFailure("not-authorized")
+                creds = decoy(self.settings.decoy_secret, self._pending_user or "", self.settings.decoy_iterations)
             if self._sasl is not None:
                 self._challenge(self._sasl.first(creds))
                 self.state = State.SASL_RESPONSE

@@ -71,6 +71,27 @@ async def test_unknown_user_fails_with_not_authorized(xmpp, mechanism):
     assert (failure.value.reason, failure.value.detail) == ("failed_auth", "not-authorized")
 
 
+async def _server_first(server, user: str) -> dict[str, str]:
+    stream, _ = await _tls_stream(server)
+    try:
+        challenge = await stream.authenticate("SCRAM-SHA-256", ScramClient("SCRAM-SHA-256", user, "any").first())
+        assert challenge.tag == q(NS_SASL, "challenge"), describe(challenge)
+        return dict(kv.split("=", 1) for kv in base64.b64decode(challenge.text).decode().split(","))
+    finally:
+        stream.close()
+
+
+async def test_unknown_user_gets_a_scram_challenge_shaped_like_a_real_accounts(xmpp, server):
+    """RFC 5802 §9: a decoy salt, stable per name, so the first round trip does not reveal whether an account exists."""
+    account = xmpp.account()
+    real = await _server_first(server, account.localpart)
+    ghost = await _server_first(server, f"nobody-{account.localpart}")
+    assert ghost["i"] == real["i"]
+    assert len(base64.b64decode(ghost["s"])) == len(base64.b64decode(real["s"]))
+    assert ghost["s"] != real["s"]
+    assert (await _server_first(server, f"nobody-{account.localpart}"))["s"] == ghost["s"]
+
+
 async def test_non_ascii_password_is_accepted_by_scram(xmpp):
     account = xmpp.account()
     jid = f"unicode-{account.localpart}@{DOMAIN}"

@@ -286,6 +286,13 @@ def test_garbage_instead_of_a_header_ends_with_not_well_formed() -> None:
     assert client.stream_error() == "not-well-formed"
 
 
+def test_a_header_declaring_latin1_ends_with_unsupported_encoding() -> None:
+    client = Client()
+    client.send(header().replace(b"<?xml version='1.0'?>", b"<?xml version='1.0' encoding='ISO-8859-1'?>"))
+    assert client.server_header is not None  # the error goes in a stream of our own (RFC 6120 §4.9.1.1)
+    assert client.stream_error() == "unsupported-encoding"
+
+
 def test_restricted_xml_ends_with_restricted_xml() -> None:
     client = Client()
     client.open()
@@ -419,6 +426,45 @@ def test_unknown_user_fails_not_authorized() -> None:
     client.starttls()
     scram = scramp.ScramClient(["SCRAM-SHA-256"], "nobody", PASSWORD)
     assert client.send(sasl("auth", scram.get_client_first().encode(), "SCRAM-SHA-256")) == [NeedCredentials("nobody")]
+    client.after(client.stream.provide_credentials(None))
+    assert failure_condition(client.last()) == "not-authorized"
+    assert client.stream.user is None
+
+
+def decoy_challenge(client: Client, user: str) -> str:
+    scram = scramp.ScramClient(["SCRAM-SHA-256"], user, PASSWORD)
+    client.send(sasl("auth", scram.get_client_first().encode(), "SCRAM-SHA-256"))
+    client.after(client.stream.provide_credentials(None))
+    challenge = client.last()
+    assert challenge.tag == q(SASL, "challenge")
+    server_first = sasl_payload(challenge).decode()
+    scram.set_server_first(server_first)
+    client.send(sasl("response", scram.get_client_final().encode()))
+    assert failure_condition(client.last()) == "not-authorized"
+    assert client.stream.user is None
+    return server_first.split(",", 1)[1]  # salt and iterations, without the nonce
+
+
+def test_with_a_decoy_secret_an_unknown_user_gets_a_challenge_like_a_real_account_then_not_authorized() -> None:
+    client = Client(decoy_secret=b"s" * 32, decoy_iterations=4096)
+    client.starttls()
+    salt_and_iterations = decoy_challenge(client, "nobody")
+    assert salt_and_iterations.endswith(",i=4096")
+    assert len(base64.b64decode(salt_and_iterations[2:].split(",")[0])) == len(CREDS.salt)
+    # Asked again, the same salt, as a real account would give; another name, another salt.
+    assert decoy_challenge(client, "nobody") == salt_and_iterations
+    again = Client(decoy_secret=b"s" * 32, decoy_iterations=4096)
+    again.starttls()
+    assert decoy_challenge(again, "somebody") != salt_and_iterations
+    other_server = Client(decoy_secret=b"t" * 32, decoy_iterations=4096)
+    other_server.starttls()
+    assert decoy_challenge(other_server, "nobody") != salt_and_iterations
+
+
+def test_with_a_decoy_secret_plain_for_an_unknown_user_fails_not_authorized() -> None:
+    client = Client(decoy_secret=b"s" * 32, decoy_iterations=4096)
+    client.starttls()
+    client.send(sasl("auth", b"\0nobody\0" + PASSWORD.encode(), "PLAIN"))
     client.after(client.stream.provide_credentials(None))
     assert failure_condition(client.last()) == "not-authorized"
     assert client.stream.user is None
