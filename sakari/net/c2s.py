@@ -13,6 +13,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from sakari.core import events as E
+from sakari.core.credentials import check_password
 from sakari.core.events import SessionEvent
 from sakari.core.jid import JID
 from sakari.core.session import Session
@@ -20,6 +21,7 @@ from sakari.stream.c2s import (
     Authenticated,
     BindRequest,
     C2SStream,
+    CheckPassword,
     NeedCredentials,
     NonzaReceived,
     StanzaReceived,
@@ -174,6 +176,8 @@ class C2SConnection(asyncio.Protocol):
                 self._enqueue(ev.stanza)
             elif cls is NeedCredentials:
                 self.server.spawn_eager(self._lookup(ev.user))
+            elif cls is CheckPassword:
+                self.server.spawn(self._check_password(ev))
             elif cls is BindRequest:
                 self._bind(ev.resource)
             elif cls is StartTLS:
@@ -199,6 +203,12 @@ class C2SConnection(asyncio.Protocol):
         creds = await self.server.storage.accounts.get(f"{user}@{self.server.domain}")
         if not self._closed:
             self._handle(self.stream.provide_credentials(creds))
+
+    async def _check_password(self, ev: CheckPassword) -> None:
+        # PBKDF2 releases the GIL: in a thread it neither stalls other sessions nor serializes with them.
+        ok = await self.loop.run_in_executor(None, check_password, ev.creds, ev.password)
+        if not self._closed:
+            self._handle(self.stream.password_checked(ok))
 
     async def _start_tls(self) -> None:
         assert self.transport is not None and self.server.ssl_context is not None

@@ -20,7 +20,7 @@ from enum import Enum, auto
 from sakari.core.credentials import Credentials, decoy
 from sakari.core.jid import JID, JIDError, prep_domain, prep_local, prep_resource
 from sakari.stream.errors import StanzaError, StreamError, error_reply
-from sakari.stream.sasl import Identity, SaslFailure, ScramServer, parse_plain, verify_plain
+from sakari.stream.sasl import Identity, SaslFailure, ScramServer, parse_plain
 from sakari.xml import ns as NS
 from sakari.xml.element import Element, escape_attr, escape_text
 from sakari.xml.parser import StreamClosed, StreamOpened, StreamParser
@@ -41,6 +41,16 @@ class NeedCredentials:
     """Look the user up; then call :meth:`C2SStream.provide_credentials`."""
 
     user: str
+
+
+@dataclass(slots=True)
+class CheckPassword:
+    """SASL PLAIN: compare ``password`` with ``creds`` (a PBKDF2, milliseconds of CPU, so off
+    the event loop: :func:`sakari.core.credentials.check_password` in a thread); then call
+    :meth:`C2SStream.password_checked`."""
+
+    creds: Credentials
+    password: str
 
 
 @dataclass(slots=True)
@@ -72,14 +82,14 @@ class StreamEnded:
     error: StreamError | None  # the error we sent, or None for an orderly close
 
 
-Event = StartTLS | NeedCredentials | Authenticated | BindRequest | StanzaReceived | NonzaReceived | StreamEnded
+Event = StartTLS | NeedCredentials | CheckPassword | Authenticated | BindRequest | StanzaReceived | NonzaReceived | StreamEnded
 
 
 class State(Enum):
     HEADER = auto()  # waiting for the client's stream header (after each restart)
     FEATURES = auto()  # features sent before authentication: STARTTLS or SASL
     TLS = auto()  # <proceed/> sent; the driver is upgrading the transport
-    SASL_LOOKUP = auto()  # waiting for the driver's credentials
+    SASL_LOOKUP = auto()  # waiting for the driver's credentials (or, for PLAIN, its password check)
     SASL_RESPONSE = auto()  # challenge sent, waiting for the client's response
     BIND = auto()  # authenticated, waiting for resource binding
     BIND_PENDING = auto()  # the driver decides on the resource
@@ -202,15 +212,27 @@ class C2SStream:
                 self._challenge(self._sasl.first(creds))
                 self.state = State.SASL_RESPONSE
             else:
-                verify_plain(creds, self._plain_password or "")
+                self._events.append(CheckPassword(creds, self._plain_password or ""))
                 self._plain_password = None
-                self._succeed(None)
         except SaslFailure as f:
-            try:
-                self._fail(f)
-            except StreamError as e:
-                self.close(e)
+            self._fail_or_close(f)
         return self._replay()
+
+    def password_checked(self, ok: bool) -> list[Event]:
+        if self.state is State.CLOSED:
+            return []  # the client left while we compared
+        assert self.state is State.SASL_LOOKUP
+        if ok:
+            self._succeed(None)
+        else:
+            self._fail_or_close(SaslFailure("not-authorized"))
+        return self._replay()
+
+    def _fail_or_close(self, failure: SaslFailure) -> None:
+        try:
+            self._fail(failure)
+        except StreamError as e:
+            self.close(e)
 
     def bound(self, jid: JID) -> list[Event]:
         """The resource is bound; returns events for anything the client pipelined behind the request."""

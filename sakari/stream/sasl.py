@@ -16,7 +16,7 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from sakari.core.credentials import HASHES, Credentials, check_password
+from sakari.core.credentials import HASHES, Credentials
 
 
 class SaslFailure(Exception):
@@ -159,7 +159,3 @@ def parse_plain(message: bytes) -> tuple[Identity, str]:
         raise SaslFailure("malformed-request")
     return Identity(authcid, authzid or None), password
 
-
-def verify_plain(creds: Credentials, password: str) -> None:
-    if not check_password(creds, password):
-        raise SaslFailure("not-authorized")

@@ -12,12 +12,13 @@ import xml.etree.ElementTree as ET
 import pytest
 import scramp
 
-from sakari.core.credentials import derive
+from sakari.core.credentials import check_password, derive
 from sakari.core.jid import JID
 from sakari.stream.c2s import (
     Authenticated,
     BindRequest,
     C2SStream,
+    CheckPassword,
     NeedCredentials,
     StanzaReceived,
     StartTLS,
@@ -99,9 +100,14 @@ class Client:
         return events
 
     def after(self, events: list[object]) -> list[object]:
-        """Read output produced by a driver callback (provide_credentials, bound...)."""
+        """Read output produced by a driver callback (provide_credentials, bound...).
+
+        A password check is answered here, as the driver would answer it."""
         self.events += events
         self._read()
+        for event in list(events):
+            if isinstance(event, CheckPassword):
+                events = events + self.after(self.stream.password_checked(check_password(event.creds, event.password)))
         return events
 
     def take(self) -> list[ET.Element]:
@@ -547,6 +553,31 @@ def test_plain_over_tls_with_the_right_password_succeeds() -> None:
     assert client.last().tag == q(SASL, "success")
     assert Authenticated("juliet") in events
     assert client.stream.user == "juliet"
+
+
+def test_plain_decides_only_when_the_driver_has_checked_the_password() -> None:
+    """The PBKDF2 of a PLAIN check runs in the driver's thread pool, not in the stream."""
+    client = Client()
+    client.starttls()
+    client.send(sasl("auth", plain("juliet", PASSWORD), "PLAIN"))
+    events = client.stream.provide_credentials(CREDS)
+    assert events == [CheckPassword(CREDS, PASSWORD)]
+    assert client.stream.data_to_send() == b""
+    assert client.stream.user is None
+    client.after(client.stream.password_checked(False))
+    assert failure_condition(client.last()) == "not-authorized"
+
+
+def test_password_check_answered_after_the_client_closed_the_stream_is_ignored() -> None:
+    client = Client()
+    client.starttls()
+    client.send(sasl("auth", plain("juliet", PASSWORD), "PLAIN"))
+    assert client.stream.provide_credentials(CREDS) == [CheckPassword(CREDS, PASSWORD)]
+    client.send("</stream:stream>")
+    client.take()
+    assert client.stream.password_checked(True) == []
+    assert client.stream.data_to_send() == b""
+    assert client.stream.user is None
 
 
 def test_plain_over_tls_with_the_wrong_password_fails_not_authorized() -> None:
