@@ -87,6 +87,11 @@ class Server:
         self.rate_bytes = config[S.RATE_BYTES]
         self.rate_burst = max(config[S.RATE_BURST], config[S.MAX_STANZA_SIZE]) if self.rate_bytes else 0
         self.max_send_buffer = config[S.MAX_SEND_BUFFER]
+        self.send_high_water = min(config[S.SEND_HIGH_WATER], self.max_send_buffer)
+        self.send_stall_timeout = config[S.SEND_STALL_TIMEOUT]
+        # The connection whose bytes are being handled right now: the one to slow down when a stanza it sent fills
+        # another client's queue (see C2SConnection.write).
+        self.current_origin: C2SConnection | None = None
         self.channel_bindings: dict[str, bytes] = {}
         self.ssl_context: ssl.SSLContext | None = None
         self.stream_settings = StreamSettings(

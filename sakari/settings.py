@@ -40,6 +40,16 @@ RATE_BURST = declare("limits.c2s_rate_burst", 524288, "Bytes a client may send a
 MAX_SEND_BUFFER = declare(
     "limits.max_send_buffer", 4194304, "Bytes queued for a client that does not read; past it the client is disconnected.", positive
 )
+SEND_HIGH_WATER = declare(
+    "limits.send_high_water",
+    262144,
+    "Bytes queued for a client above which the server stops reading from the clients whose stanzas fill that queue, "
+    "until it drains to a quarter of this.",
+    positive,
+)
+SEND_STALL_TIMEOUT = declare(
+    "limits.send_stall_timeout", 60.0, "Seconds a client's queue may stay above send_high_water before it is disconnected.", positive
+)
 
 SCRAM_ITERATIONS = declare("auth.scram_iterations", 10000, "PBKDF2 iterations for new passwords (SCRAM).", positive)
 

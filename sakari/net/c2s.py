@@ -72,19 +72,27 @@ class C2SConnection(asyncio.Protocol):
         self.session: ClientSession | None = None
         self.last_active = self.loop.time()
         self._wbuf: list[bytes] = []
+        self._wbuf_size = 0
         self._flush_scheduled = False
         self._inbox: list[Any] = []  # a list, not a deque: a deque costs 760 bytes even when empty
         self._draining = False
         self._auth_timer: asyncio.TimerHandle | None = None
         self._tokens = float(server.rate_burst)
         self._token_time = self.last_active
-        self._paused = False
+        self._rate_paused = False
+        self._flow_paused = False  # paused until a congested recipient of ours drains
+        self._reading_paused = False
+        self._congested = False  # our send buffer is above the high-water mark
+        self._blocked: list[C2SConnection] = []  # senders paused because of our queue
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.pinging = False
 
     # --- asyncio.Protocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        high = self.server.send_high_water
+        transport.set_write_buffer_limits(high, high // 4)  # type: ignore[attr-defined]
         self.server.connections.add(self)
         if self.direct_tls:
             self.stream.channel_bindings = self.server.channel_bindings
@@ -97,17 +105,24 @@ class C2SConnection(asyncio.Protocol):
         if rate:
             tokens = min(self.server.rate_burst, self._tokens + (now - self._token_time) * rate) - len(data)
             self._tokens, self._token_time = tokens, now
-            if tokens < 0 and not self._paused and self.transport is not None:
-                self._paused = True
-                self.transport.pause_reading()
-                self.loop.call_later(-tokens / rate, self._resume_reading)
-        self._handle(self.stream.receive(data))
+            if tokens < 0 and not self._rate_paused:
+                self._rate_paused = True
+                self._update_reading()
+                self.loop.call_later(-tokens / rate, self._rate_resume)
+        self.server.current_origin = self
+        try:
+            self._handle(self.stream.receive(data))
+        finally:
+            self.server.current_origin = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.server.connection_closed(self)
         if self._auth_timer is not None:
             self._auth_timer.cancel()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+        self._release_blocked()
         session = self.session
         if session is not None:
             self.session = None
@@ -115,17 +130,60 @@ class C2SConnection(asyncio.Protocol):
             self.server.router.unbind(session)
             self.server.spawn_eager(self.server.events.fire_all(E.SESSION_CLOSED, SessionEvent(session)))
 
+    # --- flow control ---------------------------------------------------------
+    # A client that reads slower than others write to it must not make the server buffer without end, nor be
+    # cut off while it keeps reading: the senders filling its queue are read no further until it drains.
+    # A client that stops reading altogether is disconnected after send_stall_timeout, which also frees
+    # the senders; max_send_buffer bounds what other sources (presence, server pushes) can queue.
     def pause_writing(self) -> None:
-        pass  # the send-buffer limit below is what protects us from a client that does not read
+        self._congested = True
+        self._stall_timer = self.loop.call_later(self.server.send_stall_timeout, self._stalled)
 
     def resume_writing(self) -> None:
-        pass
+        self._congested = False
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        self._release_blocked()
+
+    def _stalled(self) -> None:
+        self._stall_timer = None
+        log.info("event=send-stalled session=%s", self.session)
+        self.abort()
+
+    def _release_blocked(self) -> None:
+        blocked, self._blocked = self._blocked, []
+        for conn in blocked:
+            conn._flow_paused = False
+            conn._update_reading()
+
+    def _rate_resume(self) -> None:
+        self._rate_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        paused = self._rate_paused or self._flow_paused
+        if paused != self._reading_paused and not self._closed and self.transport is not None:
+            self._reading_paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     # --- output ---------------------------------------------------------------
     def write(self, data: bytes) -> None:
         if self._closed:
             return
         self._wbuf.append(data)
+        self._wbuf_size += len(data)
+        # Also what this turn of the loop has queued so far: one read can bring megabytes (TLS delivers
+        # all it buffered while we were paused), long before the transport reports congestion.
+        if self._congested or self._wbuf_size > self.server.send_high_water:
+            origin = self.server.current_origin
+            if origin is not None and not origin._flow_paused:
+                origin._flow_paused = True
+                origin._update_reading()
+                self._blocked.append(origin)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush_writes)
@@ -135,10 +193,14 @@ class C2SConnection(asyncio.Protocol):
         transport = self.transport
         if self._closed or transport is None or not self._wbuf:
             self._wbuf.clear()
+            self._wbuf_size = 0
             return
         data = b"".join(self._wbuf) if len(self._wbuf) > 1 else self._wbuf[0]
         self._wbuf.clear()
+        self._wbuf_size = 0
         transport.write(data)
+        if self._blocked and not self._congested:
+            self._release_blocked()  # it all went out at once: the transport will not call resume_writing
         if transport.get_write_buffer_size() > self.server.max_send_buffer:
             log.info("event=send-buffer-full session=%s", self.session)
             self._closed = True
@@ -226,6 +288,8 @@ class C2SConnection(asyncio.Protocol):
         if new is None:
             return
         self.transport = new  # type: ignore[assignment]
+        high = self.server.send_high_water
+        new.set_write_buffer_limits(high, high // 4)
         self.stream.tls_started(self.server.channel_bindings)
 
     def _bind(self, resource: str | None) -> None:
@@ -248,11 +312,6 @@ class C2SConnection(asyncio.Protocol):
         self._auth_timer = None
         if self.session is None:
             self.close_stream(StreamError("connection-timeout", "authentication took too long"))
-
-    def _resume_reading(self) -> None:
-        if self._paused and not self._closed and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
 
     # --- ordered processing of stanzas ----------------------------------------
     def _enqueue(self, item: Any) -> None:

@@ -1,0 +1,102 @@
+"""Flow control: a client that reads slowly is not cut off and loses nothing; the server stops reading
+from whoever fills its queue until it drains. A client that stops reading for good is dropped after
+limits.send_stall_timeout, which frees its senders.
+
+The receiving test client reads far slower than the server writes: its kernel buffers fill, then
+the server's queue for it passes send_high_water (64 KiB here) and, without flow control, would pass
+max_send_buffer (2 MiB here) and get it disconnected.
+"""
+
+import asyncio
+import socket
+
+import pytest
+
+from raw_xmpp import RawStream
+from sakari_process import DOMAIN
+from xmpp_harness import NS_CLIENT, q
+
+pytestmark = pytest.mark.asyncio
+
+FLOW = """
+[limits]
+c2s_rate_bytes = 0
+max_send_buffer = 2097152
+send_high_water = 65536
+send_stall_timeout = {stall}
+"""
+BODY = "x" * 1000
+MESSAGES = 12000  # about 12 MiB: more than loopback's kernel buffers and max_send_buffer together
+
+
+async def _online(port: int, account, resource: str) -> tuple[RawStream, str]:
+    stream = await RawStream.connect(port)
+    # Small fixed kernel buffers on the test's side, so that the server's queue is what fills up.
+    sock = stream.writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    jid = await stream.login_plain(account, resource)
+    return stream, jid
+
+
+def _flood(sender: RawStream, to: str) -> None:
+    sender.writer.write(b"".join(
+        f"<message to='{to}' type='chat' id='m{i}'><body>{BODY}</body></message>".encode() for i in range(MESSAGES)
+    ))
+
+
+async def _read_slowly(stream: RawStream, count: int) -> list:
+    """A reader on a slow link: 16 KiB at a time, a pause after each (the pause is the behaviour under test)."""
+    got: list = []
+    while len(got) < count:
+        data = await asyncio.wait_for(stream.reader.read(16384), 30)
+        assert data, f"disconnected after {len(got)} of {count} messages"
+        stream._feed(data)
+        while stream._ready:
+            got.append(stream._ready.popleft())
+        await asyncio.sleep(0.002)
+    return got
+
+
+async def test_a_slow_reader_gets_every_message_in_order_and_others_are_not_held_back(make_server):
+    server = make_server(config=FLOW.format(stall=60), accounts=4)
+    accounts = [server.new_account() for _ in range(4)]
+    receiver, receiver_jid = await _online(server.c2s_port, accounts[0], "slow")
+    sender, _ = await _online(server.c2s_port, accounts[1], "fast")
+    alice, alice_jid = await _online(server.c2s_port, accounts[2], "a")
+    bob, bob_jid = await _online(server.c2s_port, accounts[3], "b")
+    try:
+        _flood(sender, receiver_jid)
+        reading = asyncio.ensure_future(_read_slowly(receiver, MESSAGES))
+        # Holding back the sender holds back nobody else.
+        await alice.send(f"<message to='{bob_jid}' type='chat' id='hello'><body>hello</body></message>")
+        hello = await bob.expect(NS_CLIENT, "message")
+        assert hello.get("id") == "hello"
+        # Without flow control the server would queue megabytes for the slow reader and cut it off at
+        # max_send_buffer; with it, every message arrives, once, in order.
+        messages = await reading
+        assert [m.get("id") for m in messages] == [f"m{i}" for i in range(MESSAGES)]
+        assert all(m.findtext(q(NS_CLIENT, "body")) == BODY for m in messages)
+        await asyncio.wait_for(sender.writer.drain(), 30)
+        assert not receiver.eof and not sender.eof
+    finally:
+        for stream in (receiver, sender, alice, bob):
+            stream.close()
+
+
+async def test_a_client_that_never_reads_is_dropped_after_the_stall_timeout_and_its_senders_go_on(make_server):
+    server = make_server(config=FLOW.format(stall=1.0) + "[offline]\nmax_messages = 100000\n", accounts=2)
+    accounts = [server.new_account() for _ in range(2)]
+    receiver, receiver_jid = await _online(server.c2s_port, accounts[0], "stuck")
+    sender, _ = await _online(server.c2s_port, accounts[1], "fast")
+    try:
+        _flood(sender, receiver_jid)
+        # The stuck receiver is dropped; the server reads the sender again (the rest of the flood goes
+        # to offline storage), and so it answers a ping sent after the flood.
+        await sender.send(f"<iq type='get' id='after-flood' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>")
+        pong = await sender.expect(NS_CLIENT, "iq", timeout=30)
+        assert (pong.get("id"), pong.get("type")) == ("after-flood", "result")
+        await receiver.read_until_closed(timeout=30)
+    finally:
+        receiver.close()
+        sender.close()
