@@ -95,6 +95,8 @@ class RawStream:
             raise TimeoutError
         try:
             data = await asyncio.wait_for(self.reader.read(65536), remaining)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise  # a TimeoutError is an OSError too, but it is no sign that the peer closed
         except (ConnectionError, OSError, ssl.SSLError):
             data = b""
         if not data:
