@@ -34,6 +34,14 @@ class Session(ABC):
     def send_serialized(self, data: bytes) -> None:
         """Queue bytes already serialized for a jabber:client stream."""
 
+    async def drained(self) -> bool:
+        """Wait until the client has taken in what was queued for it, if it is behind.
+
+        For bulk sends (a backlog of stored messages): awaiting this between stanzas keeps
+        the queue short instead of cutting a slow client off. False once the session is gone.
+        """
+        return True
+
     @abstractmethod
     def close(self, error: StreamError | None = None) -> None:
         """End the stream, with a stream error if given."""

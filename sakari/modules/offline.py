@@ -45,11 +45,17 @@ def setup(mod: ModuleAPI) -> None:
             return
         owner = str(session.bare)
         stored = await store.list(owner)
-        if not stored:
-            return
-        for _, data in stored:
+        sent = None
+        for row, data in stored:
+            # Paced: a backlog larger than limits.max_send_buffer would otherwise get a slow client cut
+            # off, and what had been queued lost. (Live messages may overtake the rest meanwhile; all
+            # stored ones carry their delay stamp.)
+            if not await session.drained():
+                break  # gone: what was not sent stays stored for the next session
             session.send(fragment.load(data))
-        await store.delete_through(owner, stored[-1][0])
+            sent = row
+        if sent is not None:
+            await store.delete_through(owner, sent)
 
     mod.add_feature(NS_OFFLINE)
     mod.hook(E.MESSAGE_OFFLINE, keep)

@@ -58,6 +58,9 @@ class ClientSession(Session):
     def send_serialized(self, data: bytes) -> None:
         self.conn.write(data)
 
+    async def drained(self) -> bool:
+        return await self.conn.writable()
+
     def close(self, error: StreamError | None = None) -> None:
         self.conn.close_stream(error)
 
@@ -84,6 +87,7 @@ class C2SConnection(asyncio.Protocol):
         self._reading_paused = False
         self._congested = False  # our send buffer is above the high-water mark
         self._blocked: list[C2SConnection] = []  # senders paused because of our queue
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self._stall_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.pinging = False
@@ -122,7 +126,7 @@ class C2SConnection(asyncio.Protocol):
             self._auth_timer.cancel()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
-        self._release_blocked()
+        self._drained()
         session = self.session
         if session is not None:
             self.session = None
@@ -144,18 +148,33 @@ class C2SConnection(asyncio.Protocol):
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        self._release_blocked()
+        self._drained()
 
     def _stalled(self) -> None:
         self._stall_timer = None
         log.info("event=send-stalled session=%s", self.session)
         self.abort()
 
-    def _release_blocked(self) -> None:
+    def _drained(self) -> None:
         blocked, self._blocked = self._blocked, []
         for conn in blocked:
             conn._flow_paused = False
             conn._update_reading()
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _behind(self) -> bool:
+        return self._congested or self._wbuf_size > self.server.send_high_water
+
+    async def writable(self) -> bool:
+        """See Session.drained."""
+        while self._behind() and not self._closed:
+            waiter = self.loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+        return not self._closed
 
     def _rate_resume(self) -> None:
         self._rate_paused = False
@@ -178,7 +197,7 @@ class C2SConnection(asyncio.Protocol):
         self._wbuf_size += len(data)
         # Also what this turn of the loop has queued so far: one read can bring megabytes (TLS delivers
         # all it buffered while we were paused), long before the transport reports congestion.
-        if self._congested or self._wbuf_size > self.server.send_high_water:
+        if self._behind():
             origin = self.server.current_origin
             if origin is not None and not origin._flow_paused:
                 origin._flow_paused = True
@@ -199,8 +218,8 @@ class C2SConnection(asyncio.Protocol):
         self._wbuf.clear()
         self._wbuf_size = 0
         transport.write(data)
-        if self._blocked and not self._congested:
-            self._release_blocked()  # it all went out at once: the transport will not call resume_writing
+        if (self._blocked or self._drain_waiters) and not self._congested:
+            self._drained()  # it all went out at once: the transport will not call resume_writing
         if transport.get_write_buffer_size() > self.server.max_send_buffer:
             log.info("event=send-buffer-full session=%s", self.session)
             self._closed = True
