@@ -197,7 +197,7 @@ class C2SConnection(asyncio.Protocol):
         self._wbuf_size += len(data)
         # Also what this turn of the loop has queued so far: one read can bring megabytes (TLS delivers
         # all it buffered while we were paused), long before the transport reports congestion.
-        if self._behind():
+        if self._congested or self._wbuf_size > self.server.send_high_water:  # _behind(), inlined: per stanza
             origin = self.server.current_origin
             if origin is not None and not origin._flow_paused:
                 origin._flow_paused = True
