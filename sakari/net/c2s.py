@@ -126,7 +126,7 @@ class C2SConnection(asyncio.Protocol):
             self._auth_timer.cancel()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
-        self._drained()
+        self._queue_drained()
         session = self.session
         if session is not None:
             self.session = None
@@ -148,14 +148,14 @@ class C2SConnection(asyncio.Protocol):
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        self._drained()
+        self._queue_drained()
 
     def _stalled(self) -> None:
         self._stall_timer = None
         log.info("event=send-stalled session=%s", self.session)
         self.abort()
 
-    def _drained(self) -> None:
+    def _queue_drained(self) -> None:
         blocked, self._blocked = self._blocked, []
         for conn in blocked:
             conn._flow_paused = False
@@ -219,7 +219,7 @@ class C2SConnection(asyncio.Protocol):
         self._wbuf_size = 0
         transport.write(data)
         if (self._blocked or self._drain_waiters) and not self._congested:
-            self._drained()  # it all went out at once: the transport will not call resume_writing
+            self._queue_drained()  # it all went out at once: the transport will not call resume_writing
         if transport.get_write_buffer_size() > self.server.max_send_buffer:
             log.info("event=send-buffer-full session=%s", self.session)
             self._closed = True
