@@ -89,12 +89,12 @@ class RawStream:
         except (ConnectionError, OSError):
             pass  # the peer may close on us mid-write; what it sent is what counts
 
-    async def _read_more(self, deadline: float) -> None:
+    async def _read_more(self, deadline: float, size: int = 65536) -> None:
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise TimeoutError
         try:
-            data = await asyncio.wait_for(self.reader.read(65536), remaining)
+            data = await asyncio.wait_for(self.reader.read(size), remaining)
         except (TimeoutError, asyncio.TimeoutError):
             raise  # a TimeoutError is an OSError too, but it is no sign that the peer closed
         except (ConnectionError, OSError, ssl.SSLError):
@@ -119,6 +119,13 @@ class RawStream:
                     f"no element from the server within {timeout}s; got so far: {bytes(self.received[-600:])!r}"
                 ) from None
         return self._ready.popleft()
+
+    async def read_some(self, size: int, timeout: float = WAIT) -> list[ET.Element]:
+        """One read of at most ``size`` bytes (a client on a slow link); the top-level elements completed so far."""
+        await self._read_more(asyncio.get_running_loop().time() + timeout, size)
+        elements = list(self._ready)
+        self._ready.clear()
+        return elements
 
     async def expect(self, ns: str, name: str, timeout: float = WAIT) -> ET.Element:
         el = await self.next_element(timeout)

@@ -54,11 +54,8 @@ async def _read_slowly(stream: RawStream, count: int) -> list:
     """A reader on a slow link: 16 KiB at a time, a pause after each (the pause is the behaviour under test)."""
     got: list = []
     while len(got) < count:
-        data = await asyncio.wait_for(stream.reader.read(16384), 30)
-        assert data, f"disconnected after {len(got)} of {count} messages"
-        stream._feed(data)
-        while stream._ready:
-            got.append(stream._ready.popleft())
+        got += await stream.read_some(16384, timeout=30)
+        assert not stream.eof, f"disconnected after {len(got)} of {count} messages"
         await asyncio.sleep(0.002)
     return got
 
