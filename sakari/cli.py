@@ -16,8 +16,8 @@ from typing import Any
 from sakari import __version__
 from sakari import config as C
 from sakari import settings as S
-from sakari.core.credentials import derive
-from sakari.core.jid import JIDError, parse_jid, prep_domain
+from sakari.credentials import derive
+from sakari.jid import JIDError, parse_jid, prep_domain
 from sakari.net import control
 
 
@@ -92,7 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.override(option, getattr(args, name))
     level = args.log_level or config[S.LOG_LEVEL]
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from sakari.core.errors import StartError
+    from sakari.errors import StartError
     from sakari.server import Server
 
     try:

@@ -16,9 +16,9 @@ from typing import Any
 from sakari import settings as S
 from sakari.config import Config
 from sakari.core import events as E
-from sakari.core.errors import StartError
+from sakari.errors import StartError
 from sakari.core.events import AccountEvent, Events, ServerEvent
-from sakari.core.jid import JIDError, parse_jid, prep_domain
+from sakari.jid import JIDError, parse_jid, prep_domain
 from sakari.core.modules import load_module
 from sakari.core.router import LocalRouter
 from sakari.net import control, tls
@@ -26,7 +26,7 @@ from sakari.net.c2s import NONZA, C2SConnection
 from sakari.storage.base import Storage
 from sakari.storage.sqlite import SYNCHRONOUS, SqliteStorage
 from sakari.stream.c2s import StreamSettings
-from sakari.stream.errors import StreamError
+from sakari.xml.errors import StreamError
 from sakari.xml.element import Element
 
 log = logging.getLogger("sakari.server")

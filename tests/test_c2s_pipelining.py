@@ -3,7 +3,7 @@
 (The rest of c2s negotiation is covered in tests/unit/test_c2s_negotiation.py.)
 """
 
-from sakari.core.jid import JID
+from sakari.jid import JID
 from sakari.stream.c2s import BindRequest, C2SStream, StanzaReceived, StreamSettings
 
 HEADER = (

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sakari.stream.errors import StreamError
+from sakari.xml.errors import StreamError
 from sakari.xml.parser import StreamClosed, StreamParser
 
 HEADER = (

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sakari.core.jid import JID
+from sakari.jid import JID
 from sakari.xml.element import Element
 
 if TYPE_CHECKING:

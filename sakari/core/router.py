@@ -14,9 +14,9 @@ from types import CoroutineType
 
 from sakari.core import events as E
 from sakari.core.events import Events, StanzaEvent
-from sakari.core.jid import JID, JIDError, parse_jid
+from sakari.jid import JID, JIDError, parse_jid
 from sakari.core.session import Session
-from sakari.stream.errors import StanzaError, error_reply
+from sakari.xml.errors import StanzaError, error_reply
 from sakari.xml import ns as NS
 from sakari.xml.element import Element
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from sakari.core.jid import JID
-from sakari.stream.errors import StreamError
+from sakari.jid import JID
+from sakari.xml.errors import StreamError
 from sakari.xml.element import Element
 
 

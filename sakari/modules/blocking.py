@@ -12,10 +12,10 @@ from typing import Any
 
 from sakari.core import events as E
 from sakari.core.events import SessionEvent, StanzaEvent
-from sakari.core.jid import JID, JIDError, parse_jid
+from sakari.jid import JID, JIDError, parse_jid
 from sakari.core.modules import ModuleAPI
 from sakari.modules.util import owner_of, payload
-from sakari.stream.errors import StanzaError
+from sakari.xml.errors import StanzaError
 from sakari.xml.element import Element
 
 NS = "urn:xmpp:blocking"

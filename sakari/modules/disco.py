@@ -13,7 +13,7 @@ from sakari.core import events as E
 from sakari.core.events import ServerEvent, StanzaEvent
 from sakari.core.modules import ModuleAPI
 from sakari.modules.util import owner_of, payload
-from sakari.stream.errors import StanzaError
+from sakari.xml.errors import StanzaError
 from sakari.xml.element import Element
 
 NS_INFO = "http://jabber.org/protocol/disco#info"

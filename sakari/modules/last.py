@@ -13,7 +13,7 @@ from sakari.core.events import StanzaEvent
 from sakari.core.modules import ModuleAPI
 from sakari.modules.presence import PRESENCE_UNAVAILABLE, WentUnavailable
 from sakari.modules.util import owner_of
-from sakari.stream.errors import StanzaError
+from sakari.xml.errors import StanzaError
 from sakari.xml.element import Element
 
 NS = "jabber:iq:last"

@@ -9,7 +9,7 @@ from sakari.core.events import SessionEvent, StanzaEvent
 from sakari.core.modules import ModuleAPI
 from sakari.modules.presence import PRESENCE_INITIAL
 from sakari.modules.util import utc_stamp
-from sakari.stream.errors import StanzaError
+from sakari.xml.errors import StanzaError
 from sakari.xml import fragment
 
 NS_DELAY = "urn:xmpp:delay"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from sakari.core import events as E
 from sakari.core.events import SessionEvent, StanzaEvent
-from sakari.core.jid import JID, parse_jid
+from sakari.jid import JID, parse_jid
 from sakari.core.modules import ModuleAPI
 from sakari.core.session import Session
 from sakari.storage.base import RosterItem

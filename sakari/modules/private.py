@@ -3,7 +3,7 @@
 from sakari.core.events import StanzaEvent
 from sakari.core.modules import ModuleAPI
 from sakari.modules.util import owner_of, payload, refuse
-from sakari.stream.errors import StanzaError
+from sakari.xml.errors import StanzaError
 from sakari.xml.element import Element
 from sakari.xml import fragment
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 
 from sakari.core import events as E
 from sakari.core.events import SessionEvent, StanzaEvent
-from sakari.core.jid import JIDError, parse_jid
+from sakari.jid import JIDError, parse_jid
 from sakari.core.modules import ModuleAPI
 from sakari.modules.util import owner_of, payload, refuse
 from sakari.storage.base import RosterItem
-from sakari.stream.errors import StanzaError
+from sakari.xml.errors import StanzaError
 from sakari.xml.element import Element
 
 NS = "jabber:iq:roster"

@@ -7,7 +7,7 @@ import datetime
 from collections.abc import Callable
 
 from sakari.core.events import StanzaEvent
-from sakari.stream.errors import StanzaError
+from sakari.xml.errors import StanzaError
 from sakari.xml.element import Element
 
 

@@ -13,9 +13,9 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from sakari.core import events as E
-from sakari.core.credentials import check_password
+from sakari.credentials import check_password
 from sakari.core.events import SessionEvent
-from sakari.core.jid import JID
+from sakari.jid import JID
 from sakari.core.session import Session
 from sakari.stream.c2s import (
     Authenticated,
@@ -28,7 +28,7 @@ from sakari.stream.c2s import (
     StartTLS,
     StreamEnded,
 )
-from sakari.stream.errors import StanzaError, StreamError, error_reply
+from sakari.xml.errors import StanzaError, StreamError, error_reply
 from sakari.xml.element import Element
 
 if TYPE_CHECKING:

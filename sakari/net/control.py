@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sakari.core.errors import StartError
+from sakari.errors import StartError
 
 log = logging.getLogger("sakari.control")
 

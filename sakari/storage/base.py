@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sakari.core.credentials import Credentials
+from sakari.credentials import Credentials
 
 
 @dataclass(slots=True)

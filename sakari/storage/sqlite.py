@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sakari.config import declare, one_of
-from sakari.core.credentials import Credentials, ScramKeys
+from sakari.credentials import Credentials, ScramKeys
 from sakari.storage.base import RosterItem
 
 T = TypeVar("T")

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
 
-from sakari.core.credentials import Credentials, decoy
-from sakari.core.jid import JID, JIDError, prep_domain, prep_local, prep_resource
-from sakari.stream.errors import StanzaError, StreamError, error_reply
+from sakari.credentials import Credentials, decoy
+from sakari.jid import JID, JIDError, prep_domain, prep_local, prep_resource
+from sakari.xml.errors import StanzaError, StreamError, error_reply
 from sakari.stream.sasl import Identity, SaslFailure, ScramServer, parse_plain
 from sakari.xml import ns as NS
 from sakari.xml.element import Element, escape_attr, escape_text
@@ -46,7 +46,7 @@ class NeedCredentials:
 @dataclass(slots=True)
 class CheckPassword:
     """SASL PLAIN: compare ``password`` with ``creds`` (a PBKDF2, milliseconds of CPU, so off
-    the event loop: :func:`sakari.core.credentials.check_password` in a thread); then call
+    the event loop: :func:`sakari.credentials.check_password` in a thread); then call
     :meth:`C2SStream.password_checked`."""
 
     creds: Credentials

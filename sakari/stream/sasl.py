@@ -16,7 +16,7 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from sakari.core.credentials import HASHES, Credentials
+from sakari.credentials import HASHES, Credentials
 
 
 class SaslFailure(Exception):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.parsers import expat
 
-from sakari.stream.errors import StreamError
+from sakari.xml.errors import StreamError
 from sakari.xml import ns as NS
 from sakari.xml.element import Element, escape_attr
 

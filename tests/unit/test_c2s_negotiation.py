@@ -12,8 +12,8 @@ import xml.etree.ElementTree as ET
 import pytest
 import scramp
 
-from sakari.core.credentials import check_password, derive
-from sakari.core.jid import JID
+from sakari.credentials import check_password, derive
+from sakari.jid import JID
 from sakari.stream.c2s import (
     Authenticated,
     BindRequest,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sakari.core.jid import JID, JIDError, parse_jid, prep_domain, prep_local, prep_resource
-from sakari.stream.errors import StanzaError
+from sakari.jid import JID, JIDError, parse_jid, prep_domain, prep_local, prep_resource
+from sakari.xml.errors import StanzaError
 
 # RFC 7622 §3.5: "examples of valid JIDs", with what preparation makes of them.
 VALID = {

@@ -8,10 +8,10 @@ import pytest
 
 from sakari.core import events as E
 from sakari.core.events import Events, StanzaEvent
-from sakari.core.jid import parse_jid
+from sakari.jid import parse_jid
 from sakari.core.router import ROUTE_REMOTE, LocalRouter
 from sakari.core.session import Session
-from sakari.stream.errors import StanzaError, StreamError
+from sakari.xml.errors import StanzaError, StreamError
 from sakari.xml.element import Element
 from sakari.xml.parser import StreamParser
 

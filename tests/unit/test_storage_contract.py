@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from sakari.core.credentials import derive
+from sakari.credentials import derive
 from sakari.storage.base import RosterItem, Storage
 
 REPO = Path(__file__).resolve().parents[2]

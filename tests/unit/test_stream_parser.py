@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sakari.stream.errors import StreamError
+from sakari.xml.errors import StreamError
 from sakari.xml.element import Element
 from sakari.xml.parser import StreamClosed, StreamOpened, StreamParser
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 import idna
 import precis_i18n
 
-from sakari.stream.errors import StanzaError
+from sakari.xml.errors import StanzaError
 
 _USERNAME = precis_i18n.get_profile("UsernameCaseMapped")
 _RESOURCE = precis_i18n.get_profile("OpaqueString")

@@ -1,4 +1,4 @@
-"""Errors of the server process itself (as opposed to protocol errors, in sakari.stream.errors)."""
+"""Errors of the server process itself (as opposed to protocol errors, in sakari.xml.errors)."""
 
 
 class StartError(Exception):
