@@ -3,6 +3,13 @@
 from sakari.config import declare, non_negative, one_of, port, positive
 
 DOMAIN = declare("domain", "localhost", "The domain this server serves: the part after @ in your users' addresses.")
+ADMINS = declare(
+    "admins",
+    [],
+    "Administrators, as bare addresses (\"admin@example.org\"). Modules give them rights: owning every group chat room, "
+    "admin commands. Other domains besides 'domain' are served by adding a [host.\"example.net\"] table, which may "
+    "set that host's own values of per-host keys.",
+)
 DATA_DIR = declare(
     "data_dir", "data", "Where the database and the generated certificate live (relative to the working directory)."
 )
@@ -14,7 +21,7 @@ BIND = declare("network.bind", ["127.0.0.1"], "Addresses to listen on. Use [\"0.
 C2S_PORT = declare("network.c2s_port", 5222, "Client connections with STARTTLS (RFC 6120). 0 disables.", port)
 C2S_TLS_PORT = declare("network.c2s_tls_port", 5223, "Client connections with direct TLS (XEP-0368). 0 disables.", port)
 HTTP_PORT = declare(
-    "network.http_port", 5280, "HTTP port for the web modules (WebSocket, BOSH, uploads); reserved until one is enabled.", port
+    "network.http_port", 5280, "HTTP port: a health check at /health, and the web modules' routes (WebSocket, BOSH, uploads). 0 disables.", port
 )
 S2S_PORT = declare("network.s2s_port", 5269, "Server-to-server port for federation; reserved until federation is enabled.", port)
 
@@ -26,10 +33,6 @@ REQUIRE_ENCRYPTION = declare(
 )
 ALLOW_PLAIN = declare("c2s.allow_plain", True, "Offer SASL PLAIN (only ever over TLS) for clients without SCRAM.")
 AUTH_TIMEOUT = declare("c2s.auth_timeout", 30.0, "Seconds a new connection has to authenticate and bind a resource.", positive)
-PING_INTERVAL = declare(
-    "c2s.ping_interval", 300.0, "Seconds of silence after which the server pings a client (XEP-0199).", positive
-)
-PING_TIMEOUT = declare("c2s.ping_timeout", 60.0, "Seconds to wait for the answer to that ping before dropping the session.", positive)
 
 MAX_STANZA_SIZE = declare("limits.max_stanza_size", 262144, "Largest stanza in bytes; a bigger one ends the stream with policy-violation.", positive)
 MAX_DEPTH = declare("limits.max_depth", 64, "Deepest XML nesting inside a stanza.", positive)
@@ -53,7 +56,7 @@ SEND_STALL_TIMEOUT = declare(
 
 SCRAM_ITERATIONS = declare("auth.scram_iterations", 10000, "PBKDF2 iterations for new passwords (SCRAM).", positive)
 
-STORAGE_BACKEND = declare("storage.backend", "sqlite", "Where data lives. \"sqlite\": one file in the data directory.")
+STORAGE_BACKEND = declare("storage.backend", "sqlite", "Where data lives. \"sqlite\": one file in the data directory; \"postgresql\": a database server at storage.url.")
 
 DEFAULT_MODULES = [
     "roster", "presence", "offline", "disco", "ping", "time", "last", "vcard", "private", "blocking",

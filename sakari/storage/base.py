@@ -1,12 +1,18 @@
 """Storage contracts, one narrow interface per kind of data.
 
-Owners are bare JID strings (``user@host``); stores know nothing of stanzas
-beyond bytes. Every backend passes the same contract tests
-(tests/unit/test_storage_contract.py).
+Owners are bare JID strings (``user@host``) or service addresses
+(``room@conference.host``); stores know nothing of stanzas beyond bytes.
+Every backend passes the same contract tests (tests/unit/test_storage_*.py).
+
+Besides the stores of the core's own data, a backend opens generic stores by
+name (``keyvalue``, ``map``, ``archive``), so an extension with simple data
+needs no backend code. All of them are keyed by owner, so deleting an
+account deletes its data everywhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,6 +31,12 @@ class RosterItem:
     groups: list[str] = field(default_factory=list)
 
 
+# A cached roster, as ``peek`` returns it: (version, items by JID). The mapping is
+# read-only and shared, and so are its items: change an item with dataclasses.replace
+# and store.put, never in place.
+Roster = tuple[int, Mapping[str, RosterItem]]
+
+
 class AccountStore(Protocol):
     async def create(self, owner: str, creds: Credentials) -> bool: ...
     async def get(self, owner: str) -> Credentials | None: ...
@@ -36,7 +48,10 @@ class AccountStore(Protocol):
 
 
 class RosterStore(Protocol):
-    async def get(self, owner: str) -> tuple[int, dict[str, RosterItem]]: ...
+    async def get(self, owner: str) -> tuple[int, dict[str, RosterItem]]:
+        """(version, items by JID); the dict is the caller's own, the items are shared (see Roster)."""
+        ...
+
     async def put(self, owner: str, item: RosterItem) -> int: ...
     async def delete(self, owner: str, jid: str) -> int: ...
 
@@ -48,19 +63,126 @@ class OfflineStore(Protocol):
     async def count(self, owner: str) -> int: ...
 
 
-class DocumentStore(Protocol):
-    """Small per-account documents by key: vCards, private XML, last activity."""
-
-    async def get(self, owner: str, key: str) -> bytes | None: ...
-    async def set(self, owner: str, key: str, data: bytes | None) -> None: ...
-
-
 class BlocklistStore(Protocol):
-    async def get(self, owner: str) -> set[str]: ...
+    async def get(self, owner: str) -> set[str]:
+        """The blocked JIDs; the set is the caller's own."""
+        ...
+
     async def add(self, owner: str, jids: list[str]) -> None: ...
     async def remove(self, owner: str, jids: list[str] | None) -> None:
         """Remove these JIDs, or all of them when ``jids`` is None."""
         ...
+
+
+class Cached(Protocol):
+    """What the storage cache adds to a store read on every stanza (roster, blocklist)."""
+
+    def peek(self, owner: str) -> object | None:
+        """The cached value (immutable, shared), or None when it is not cached; never does I/O."""
+        ...
+
+    def invalidate(self, owner: str) -> None:
+        """Forget the cached value, e.g. after another node wrote it."""
+        ...
+
+
+class CachedRosterStore(RosterStore, Cached, Protocol):
+    def peek(self, owner: str) -> Roster | None: ...
+
+
+class CachedBlocklistStore(BlocklistStore, Cached, Protocol):
+    def peek(self, owner: str) -> frozenset[str] | None: ...
+
+
+class KeyValueStore(Protocol):
+    """One value per owner."""
+
+    async def get(self, owner: str) -> bytes | None: ...
+    async def set(self, owner: str, value: bytes | None) -> None:
+        """Store the value; None deletes it."""
+        ...
+
+
+class MapStore(Protocol):
+    """Values per (owner, key): vCards, private XML, last activity…"""
+
+    async def get(self, owner: str, key: str) -> bytes | None: ...
+    async def set(self, owner: str, key: str, value: bytes | None) -> None:
+        """Store the value; None deletes it."""
+        ...
+
+    async def items(self, owner: str) -> dict[str, bytes]: ...
+    async def clear(self, owner: str) -> None: ...
+
+
+# The name modules used before generic stores existed.
+DocumentStore = MapStore
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveItem:
+    id: str
+    timestamp: float  # seconds since the epoch, microsecond precision
+    with_jid: str
+    stanza: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivePage:
+    items: list[ArchiveItem]  # oldest first, whichever end of the range the page was taken from
+    complete: bool  # no further items in the direction of paging (XEP-0313 <fin complete='true'/>)
+
+    @property
+    def first(self) -> str | None:
+        return self.items[0].id if self.items else None
+
+    @property
+    def last(self) -> str | None:
+        return self.items[-1].id if self.items else None
+
+
+class ArchiveStore(Protocol):
+    """Append-only message archives (XEP-0313 sits on it), one per owner.
+
+    Ids are opaque strings that sort like the times of their items: an id
+    compares greater than every id appended before it (or stamped earlier).
+    """
+
+    async def append(self, owner: str, with_jid: str, stanza: bytes, when: float | None = None) -> str:
+        """Archive a stanza exchanged with ``with_jid`` at ``when`` (now when None); returns its id."""
+        ...
+
+    async def query(
+        self,
+        owner: str,
+        *,
+        with_jid: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        after_id: str | None = None,
+        before_id: str | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int = 50,
+        reverse: bool = False,
+    ) -> ArchivePage:
+        """A page of the items matching every filter given.
+
+        ``start`` and ``end`` are inclusive times; ``after_id`` and ``before_id``
+        exclusive bounds (XEP-0059 ``<after/>`` and ``<before/>``). The page
+        holds up to ``limit`` items from the oldest end of that range, or from
+        the newest end when ``reverse`` (paging backwards: ``<before/>``); its
+        items are oldest first either way. A malformed id raises ValueError.
+        """
+        ...
+
+    async def get(self, owner: str, id: str) -> ArchiveItem | None: ...
+    async def delete(self, owner: str, id: str) -> bool: ...
+    async def clear(self, owner: str) -> None: ...
+    async def expire(self, before: float) -> int:
+        """Delete every owner's items older than ``before``; returns how many went."""
+        ...
+
+    async def count(self, owner: str) -> int: ...
 
 
 class Storage(Protocol):
@@ -69,12 +191,18 @@ class Storage(Protocol):
     @property
     def accounts(self) -> AccountStore: ...
     @property
-    def roster(self) -> RosterStore: ...
+    def roster(self) -> CachedRosterStore: ...
     @property
     def offline(self) -> OfflineStore: ...
     @property
-    def blocklist(self) -> BlocklistStore: ...
+    def blocklist(self) -> CachedBlocklistStore: ...
 
-    def documents(self, kind: str) -> DocumentStore: ...
+    def keyvalue(self, name: str) -> KeyValueStore: ...
+    def map(self, name: str) -> MapStore: ...
+    def documents(self, kind: str) -> MapStore:
+        """The same store as ``map(kind)``."""
+        ...
+
+    def archive(self, name: str) -> ArchiveStore: ...
     async def open(self) -> None: ...
     async def close(self) -> None: ...

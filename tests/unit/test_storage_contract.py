@@ -1,21 +1,31 @@
 """The storage contract (sakari.storage.base), run against every backend.
 
-Written against the Storage protocol only: a new backend (PostgreSQL) joins by
-adding a Backend to BACKENDS, nothing else.
+Written against the Storage protocol only: a new backend joins by adding a
+Backend to BACKENDS, nothing else. The other test_storage_*.py files use the
+fixtures defined here.
+
+PostgreSQL: a server on 127.0.0.1:5432 with trust authentication (user
+postgres), or the admin URL in SAKARI_TEST_POSTGRES. The suite creates one
+fresh database for the session and drops it at the end; each test starts
+from empty tables. Without a server the PostgreSQL tests are skipped, or
+fail when the environment variable CI is set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from sakari.credentials import derive
@@ -27,30 +37,90 @@ JULIET = "juliet@example.org"
 ROMEO = "romeo@example.org"
 NURSE = "nurse@example.net"
 
+POSTGRES_ADMIN = os.environ.get("SAKARI_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
 
 class SqliteBackend:
     name = "sqlite"
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, request: pytest.FixtureRequest) -> None:
         self.path = tmp_path / "data" / "sakari.sqlite"
+        self.url = f"sqlite://{self.path}"
 
-    def new(self) -> Storage:
+    async def clean(self) -> None:
+        """Nothing to do: every test has its own directory."""
+
+    def new(self, **options: Any) -> Storage:
         """A fresh handle on this backend's data (not opened)."""
         from sakari.storage.sqlite import SqliteStorage
 
-        return SqliteStorage(self.path)
+        return SqliteStorage(self.path, **options)
 
     def child_source(self) -> str:
         """Python code that binds ``storage`` to a handle on the same data, for another process."""
         return f"from sakari.storage.sqlite import SqliteStorage\nstorage = SqliteStorage(Path({str(self.path)!r}))"
 
 
-BACKENDS = [SqliteBackend]
+class PostgresBackend:
+    name = "postgresql"
+
+    def __init__(self, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        self.url = request.getfixturevalue("postgres_database")
+
+    async def clean(self) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        finally:
+            await conn.close()
+
+    def new(self, **options: Any) -> Storage:
+        from sakari.storage.postgres import PostgresStorage
+
+        return PostgresStorage(self.url, **options)
+
+    def child_source(self) -> str:
+        return f"from sakari.storage.postgres import PostgresStorage\nstorage = PostgresStorage({self.url!r})"
+
+
+BACKENDS = [SqliteBackend, PostgresBackend]
+
+
+def _admin(sql: str) -> None:
+    """Run one statement on the admin database, from a thread: the fixture asking may be inside an event loop."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, run()).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a database of this test session's own."""
+    name = f"sakari_test_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        _admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        problem = f"PostgreSQL at {POSTGRES_ADMIN} cannot be used: {e or type(e).__name__}"
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    base = POSTGRES_ADMIN.rpartition("/")[0]
+    yield f"{base}/{name}"
+    _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    return request.param(tmp_path)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    chosen = request.param(tmp_path, request)
+    await chosen.clean()
+    return chosen
 
 
 @pytest.fixture

@@ -1,0 +1,203 @@
+"""What the SQL backends share: the tables, batched writes, per-store migrations.
+
+The stores (sakari/storage/stores.py) are written once, in the SQL that
+SQLite and PostgreSQL both speak, with ``?`` placeholders; a backend runs
+statements, nothing more. Each backend keeps its own DDL, because column
+types differ, but the tables and their columns are the same everywhere, which
+is what lets ``sakari storage copy`` move data between backends table by table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sakari.errors import StartError
+
+Row = Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Many:
+    """One statement run once per row of arguments (inserts in bulk)."""
+
+    sql: str
+    rows: Sequence[Row]
+
+
+# A statement: (SQL with ? placeholders, arguments), or Many. A write runs its
+# statements in one transaction; each statement's result is the rows it returned.
+Statement = tuple[str, Row] | Many
+Results = list[list[Row]]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    store: str  # the store kind whose migrations create it
+    columns: tuple[str, ...]
+    key: tuple[str, ...]  # the primary key, for copying in key order
+
+
+TABLES: dict[str, Table] = {
+    "accounts": Table(
+        "accounts",
+        ("owner", "salt", "iterations", "sha1_stored", "sha1_server", "sha256_stored", "sha256_server"),
+        ("owner",),
+    ),
+    "roster": Table(
+        "roster",
+        ("owner", "jid", "name", "subscription", "ask", "pending_in", "approved", "listed", "groups"),
+        ("owner", "jid"),
+    ),
+    "roster_version": Table("roster", ("owner", "version"), ("owner",)),
+    "offline": Table("offline", ("id", "owner", "stanza"), ("id",)),
+    # The table of the map store keeps its first name: modules stored documents in it before maps existed.
+    "documents": Table("map", ("owner", "kind", "key", "data"), ("owner", "kind", "key")),
+    "blocklist": Table("blocklist", ("owner", "jid"), ("owner", "jid")),
+    "keyvalue": Table("keyvalue", ("name", "owner", "value"), ("name", "owner")),
+    "archive": Table("archive", ("name", "owner", "seq", "with_jid", "stanza"), ("name", "owner", "seq")),
+}
+
+# The stores of the first schema, which had one global version: a database at
+# that version 1 holds exactly these, each at its own version 1.
+LEGACY_STORES = ("accounts", "roster", "offline", "map", "blocklist")
+
+
+class SchemaTooNew(StartError):
+    """The database was written by a newer Sakari; opening it could damage data."""
+
+
+def migrations_to_run(
+    found: Mapping[str, int], declared: Mapping[str, Sequence[str]], where: str
+) -> list[tuple[str, int, str]]:
+    """(store, version reached, script) for every migration ``found`` lacks, in order.
+
+    Stores migrate independently, so features built in parallel each add
+    their own store kind without colliding on version numbers.
+    """
+    for store, version in found.items():
+        known = len(declared.get(store, ()))
+        if version > known:
+            raise SchemaTooNew(
+                f"{where}: the database's {store!r} data is at schema version {version}, newer than this "
+                f"Sakari knows ({known}); run the newer Sakari, or restore a backup made for this one"
+            )
+    return [
+        (store, number + 1, scripts[number])
+        for store, scripts in declared.items()
+        for number in range(found.get(store, 0), len(scripts))
+    ]
+
+
+class SqlDatabase(ABC):
+    """A connection to one database: batched, ordered writes and reads that see them.
+
+    Writes are queued and committed in batches: whatever arrives while a
+    transaction runs goes into the next one, so a burst of offline messages
+    costs one commit, not one per message. A write's future resolves only
+    after its transaction committed. Batches run one after the other, so
+    writes commit in the order they were issued.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[Sequence[Statement], asyncio.Future[Results]]] = []
+        self._queued_done: asyncio.Future[None] | None = None  # resolves when the queued batch committed
+        self._running_done: asyncio.Future[None] | None = None  # resolves when the running batch committed
+        self._flush_task: asyncio.Task[None] | None = None
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, and create or upgrade the tables (raises StartError with the reason)."""
+
+    async def close(self) -> None:
+        if self._flush_task is not None:
+            await self._flush_task
+
+    async def read(self, *statements: Statement) -> Results:
+        # Reads see every write issued before them (an offline message stored just before its
+        # recipient's login): wait for the batch holding the last such write. Later writes do not delay us.
+        pending = self._queued_done or self._running_done
+        if pending is not None:
+            await asyncio.shield(pending)
+        return await self._read(statements)
+
+    async def write(self, *statements: Statement) -> Results:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Results] = loop.create_future()
+        self._queue.append((statements, future))
+        if self._queued_done is None:
+            self._queued_done = loop.create_future()
+        if self._flush_task is None:
+            self._flush_task = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                self._running_done, self._queued_done = self._queued_done, None
+                try:
+                    results = await self._run_batch([statements for statements, _ in batch])
+                except BaseException as e:  # the whole batch failed (the disk, the server): tell every writer
+                    results = [e] * len(batch)
+                for (_, future), result in zip(batch, results):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+                assert self._running_done is not None
+                self._running_done.set_result(None)
+                self._running_done = None
+        finally:
+            self._flush_task = None
+
+    @abstractmethod
+    async def _read(self, statements: Sequence[Statement]) -> Results:
+        """Run read-only statements; several see one snapshot."""
+
+    @abstractmethod
+    async def _run_batch(self, batch: list[Sequence[Statement]]) -> list[Results | BaseException]:
+        """Run each write in one transaction; a write that fails must not sink the others."""
+
+    # --- whole tables, for copying between backends ---------------------------------
+
+    async def dump(self, table: str, chunk: int = 1000) -> AsyncIterator[list[Row]]:
+        """Every row of a table in key order, in chunks (keyset paging: no OFFSET scans)."""
+        spec = TABLES[table]
+        columns, key = ", ".join(spec.columns), ", ".join(spec.key)
+        marks = ", ".join("?" for _ in spec.key)
+        positions = [spec.columns.index(k) for k in spec.key]
+        last: Row | None = None
+        while True:
+            if last is None:
+                sql, args = f"SELECT {columns} FROM {table} ORDER BY {key} LIMIT ?", (chunk,)
+            else:
+                sql = f"SELECT {columns} FROM {table} WHERE ({key}) > ({marks}) ORDER BY {key} LIMIT ?"
+                args = (*(last[p] for p in positions), chunk)
+            (rows,) = await self.read((sql, args))
+            if rows:
+                yield rows
+            if len(rows) < chunk:
+                return
+            last = rows[-1]
+
+    async def load(self, table: str, rows: Sequence[Row]) -> None:
+        spec = TABLES[table]
+        marks = ", ".join("?" for _ in spec.columns)
+        await self.write(Many(f"INSERT INTO {table} ({', '.join(spec.columns)}) VALUES ({marks})", rows))
+
+    async def loaded(self) -> None:
+        """After load(): let generated ids continue past the copied ones."""
+
+    async def count_rows(self) -> dict[str, int]:
+        results = await self.read(*((f"SELECT count(*) FROM {table}", ()) for table in TABLES))
+        return {table: rows[0][0] for table, rows in zip(TABLES, results)}
+
+    async def empty(self) -> None:
+        """Delete every row of every table (a forced copy replaces the target's data)."""
+        await self.write(*((f"DELETE FROM {table}", ()) for table in TABLES))

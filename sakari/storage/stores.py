@@ -1,0 +1,409 @@
+"""The stores, written once for every SQL backend (see sakari/storage/sql.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sakari.credentials import Credentials, ScramKeys
+from sakari.storage.base import ArchiveItem, ArchivePage, RosterItem
+from sakari.storage.cache import CachedBlocklist, CachedRoster
+from sakari.storage.sql import TABLES, Many, SqlDatabase
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class SqlAccounts:
+    def __init__(self, db: SqlDatabase, on_delete: Callable[[str], None]) -> None:
+        self.db = db
+        self._on_delete = on_delete  # drops the deleted owner from the caches
+
+    @staticmethod
+    def _row(creds: Credentials) -> tuple[Any, ...]:
+        k1, k256 = creds.keys["SHA-1"], creds.keys["SHA-256"]
+        return (creds.salt, creds.iterations, k1.stored_key, k1.server_key, k256.stored_key, k256.server_key)
+
+    async def create(self, owner: str, creds: Credentials) -> bool:
+        (rows,) = await self.db.write(
+            ("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1", (owner, *self._row(creds)))
+        )
+        return bool(rows)
+
+    async def get(self, owner: str) -> Credentials | None:
+        (rows,) = await self.db.read(
+            (
+                "SELECT salt, iterations, sha1_stored, sha1_server, sha256_stored, sha256_server "
+                "FROM accounts WHERE owner = ?",
+                (owner,),
+            )
+        )
+        if not rows:
+            return None
+        salt, iterations, s1, k1, s256, k256 = rows[0]
+        return Credentials(
+            bytes(salt), iterations, {"SHA-1": ScramKeys(bytes(s1), bytes(k1)), "SHA-256": ScramKeys(bytes(s256), bytes(k256))}
+        )
+
+    async def set_credentials(self, owner: str, creds: Credentials) -> bool:
+        (rows,) = await self.db.write(
+            (
+                "UPDATE accounts SET salt = ?, iterations = ?, sha1_stored = ?, sha1_server = ?, sha256_stored = ?, "
+                "sha256_server = ? WHERE owner = ? RETURNING 1",
+                (*self._row(creds), owner),
+            )
+        )
+        return bool(rows)
+
+    async def list(self, host: str | None = None) -> list[str]:
+        if host is None:
+            (rows,) = await self.db.read(("SELECT owner FROM accounts ORDER BY owner", ()))
+        else:
+            (rows,) = await self.db.read(
+                ("SELECT owner FROM accounts WHERE owner LIKE ? ESCAPE '\\' ORDER BY owner", (f"%@{_escape_like(host)}",))
+            )
+        return [r[0] for r in rows]
+
+    async def delete(self, owner: str) -> bool:
+        # Every table has an owner column: the account's data goes from all of them, generic stores included.
+        results = await self.db.write(
+            ("DELETE FROM accounts WHERE owner = ? RETURNING 1", (owner,)),
+            *((f"DELETE FROM {table} WHERE owner = ?", (owner,)) for table in TABLES if table != "accounts"),
+        )
+        self._on_delete(owner)
+        return bool(results[0])
+
+
+class SqlRoster:
+    def __init__(self, db: SqlDatabase) -> None:
+        self.db = db
+
+    async def get(self, owner: str) -> tuple[int, dict[str, RosterItem]]:
+        versions, rows = await self.db.read(
+            ("SELECT version FROM roster_version WHERE owner = ?", (owner,)),
+            ("SELECT jid, name, subscription, ask, pending_in, approved, listed, groups FROM roster WHERE owner = ?", (owner,)),
+        )
+        items = {
+            jid: RosterItem(jid, name, sub, bool(ask), bool(pending_in), bool(approved), bool(listed), json.loads(groups))
+            for jid, name, sub, ask, pending_in, approved, listed, groups in rows
+        }
+        return (versions[0][0] if versions else 0), items
+
+    _BUMP = (
+        "INSERT INTO roster_version VALUES (?, 1) "
+        "ON CONFLICT (owner) DO UPDATE SET version = roster_version.version + 1 RETURNING version"
+    )
+
+    async def put(self, owner: str, item: RosterItem) -> int:
+        _, bumped = await self.db.write(
+            (
+                "INSERT INTO roster VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner, jid) DO UPDATE SET "
+                "name = excluded.name, subscription = excluded.subscription, ask = excluded.ask, "
+                "pending_in = excluded.pending_in, approved = excluded.approved, listed = excluded.listed, "
+                "groups = excluded.groups",
+                (owner, item.jid, item.name, item.subscription, item.ask, item.pending_in, item.approved,
+                 item.listed, json.dumps(item.groups)),
+            ),
+            (self._BUMP, (owner,)),
+        )
+        return int(bumped[0][0])
+
+    async def delete(self, owner: str, jid: str) -> int:
+        _, bumped = await self.db.write(
+            ("DELETE FROM roster WHERE owner = ? AND jid = ?", (owner, jid)), (self._BUMP, (owner,))
+        )
+        return int(bumped[0][0])
+
+
+class SqlOffline:
+    def __init__(self, db: SqlDatabase) -> None:
+        self.db = db
+
+    async def push(self, owner: str, stanza: bytes) -> None:
+        await self.db.write(("INSERT INTO offline (owner, stanza) VALUES (?, ?)", (owner, stanza)))
+
+    async def list(self, owner: str) -> list[tuple[int, bytes]]:
+        (rows,) = await self.db.read(("SELECT id, stanza FROM offline WHERE owner = ? ORDER BY id", (owner,)))
+        return [(i, bytes(s)) for i, s in rows]
+
+    async def delete_through(self, owner: str, last_id: int) -> None:
+        await self.db.write(("DELETE FROM offline WHERE owner = ? AND id <= ?", (owner, last_id)))
+
+    async def count(self, owner: str) -> int:
+        (rows,) = await self.db.read(("SELECT count(*) FROM offline WHERE owner = ?", (owner,)))
+        return int(rows[0][0])
+
+
+class SqlBlocklist:
+    def __init__(self, db: SqlDatabase) -> None:
+        self.db = db
+
+    async def get(self, owner: str) -> set[str]:
+        (rows,) = await self.db.read(("SELECT jid FROM blocklist WHERE owner = ?", (owner,)))
+        return {r[0] for r in rows}
+
+    async def add(self, owner: str, jids: list[str]) -> None:
+        if jids:
+            await self.db.write(Many("INSERT INTO blocklist VALUES (?, ?) ON CONFLICT DO NOTHING", [(owner, j) for j in jids]))
+
+    async def remove(self, owner: str, jids: list[str] | None) -> None:
+        if jids is None:
+            await self.db.write(("DELETE FROM blocklist WHERE owner = ?", (owner,)))
+        elif jids:
+            marks = ", ".join("?" for _ in jids)
+            await self.db.write((f"DELETE FROM blocklist WHERE owner = ? AND jid IN ({marks})", (owner, *jids)))
+
+
+class SqlKeyValue:
+    def __init__(self, db: SqlDatabase, name: str) -> None:
+        self.db = db
+        self.name = name
+
+    async def get(self, owner: str) -> bytes | None:
+        (rows,) = await self.db.read(("SELECT value FROM keyvalue WHERE name = ? AND owner = ?", (self.name, owner)))
+        return bytes(rows[0][0]) if rows else None
+
+    async def set(self, owner: str, value: bytes | None) -> None:
+        if value is None:
+            await self.db.write(("DELETE FROM keyvalue WHERE name = ? AND owner = ?", (self.name, owner)))
+        else:
+            await self.db.write(
+                (
+                    "INSERT INTO keyvalue VALUES (?, ?, ?) ON CONFLICT (name, owner) DO UPDATE SET value = excluded.value",
+                    (self.name, owner, value),
+                )
+            )
+
+
+class SqlMap:
+    def __init__(self, db: SqlDatabase, name: str) -> None:
+        self.db = db
+        self.name = name
+
+    async def get(self, owner: str, key: str) -> bytes | None:
+        (rows,) = await self.db.read(
+            ("SELECT data FROM documents WHERE owner = ? AND kind = ? AND key = ?", (owner, self.name, key))
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    async def set(self, owner: str, key: str, value: bytes | None) -> None:
+        if value is None:
+            await self.db.write(("DELETE FROM documents WHERE owner = ? AND kind = ? AND key = ?", (owner, self.name, key)))
+        else:
+            await self.db.write(
+                (
+                    "INSERT INTO documents VALUES (?, ?, ?, ?) ON CONFLICT (owner, kind, key) DO UPDATE SET data = excluded.data",
+                    (owner, self.name, key, value),
+                )
+            )
+
+    async def items(self, owner: str) -> dict[str, bytes]:
+        (rows,) = await self.db.read(("SELECT key, data FROM documents WHERE owner = ? AND kind = ?", (owner, self.name)))
+        return {key: bytes(data) for key, data in rows}
+
+    async def clear(self, owner: str) -> None:
+        await self.db.write(("DELETE FROM documents WHERE owner = ? AND kind = ?", (owner, self.name)))
+
+
+# --- archives ----------------------------------------------------------------------------
+# An item's key is its sequence number: microseconds since the epoch shifted left by
+# SEQ_BITS, plus a counter. Sorting by it sorts by time; time filters are ranges of it, so
+# one index serves paging, time filters and expiry. Ids are its fixed-width hex: they sort
+# the same way as strings. 2**63 microseconds >> 10 lasts until the year 2255.
+SEQ_BITS = 10
+_ID_WIDTH = 16
+
+
+def seq_at(when: float) -> int:
+    return int(when * 1_000_000) << SEQ_BITS
+
+
+def time_of(seq: int) -> float:
+    return (seq >> SEQ_BITS) / 1_000_000
+
+
+def format_id(seq: int) -> str:
+    return format(seq, "016x")
+
+
+def parse_id(text: str) -> int:
+    if len(text) != _ID_WIDTH or text.strip("0123456789abcdef"):
+        raise ValueError(f"not an archive id: {text!r}")
+    return int(text, 16)
+
+
+class SequenceClock:
+    """Archive sequence numbers for appends stamped now: strictly increasing within the process."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        self._last = max(self._last + 1, seq_at(time.time()))
+        return self._last
+
+
+class SqlArchive:
+    """Archive items by (name, owner, seq).
+
+    Full-text search can join later: a search table keyed by (name, owner, seq),
+    filled by append, and one more condition in _where.
+    """
+
+    def __init__(self, db: SqlDatabase, name: str, clock: SequenceClock) -> None:
+        self.db = db
+        self.name = name
+        self._clock = clock
+
+    async def append(self, owner: str, with_jid: str, stanza: bytes, when: float | None = None) -> str:
+        seq = self._clock.next() if when is None else seq_at(when)
+        while True:
+            # Another node (or an import stamped in the past) may hold this number: take the next free one.
+            (rows,) = await self.db.write(
+                (
+                    "INSERT INTO archive VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq",
+                    (self.name, owner, seq, with_jid, stanza),
+                )
+            )
+            if rows:
+                return format_id(seq)
+            seq += 1
+
+    def _where(
+        self,
+        owner: str,
+        with_jid: str | None,
+        start: float | None,
+        end: float | None,
+        after_id: str | None,
+        before_id: str | None,
+        ids: Sequence[str] | None,
+    ) -> tuple[str, list[Any]]:
+        conditions, args = ["name = ?", "owner = ?"], [self.name, owner]
+        if with_jid is not None:
+            conditions.append("with_jid = ?")
+            args.append(with_jid)
+        if start is not None:
+            conditions.append("seq >= ?")
+            args.append(seq_at(start))
+        if end is not None:  # inclusive to the microsecond
+            conditions.append("seq < ?")
+            args.append(seq_at(end) + (1 << SEQ_BITS))
+        if after_id is not None:
+            conditions.append("seq > ?")
+            args.append(parse_id(after_id))
+        if before_id is not None:
+            conditions.append("seq < ?")
+            args.append(parse_id(before_id))
+        if ids is not None:
+            conditions.append(f"seq IN ({', '.join('?' for _ in ids) or 'NULL'})")
+            args.extend(parse_id(i) for i in ids)
+        return " AND ".join(conditions), args
+
+    async def query(
+        self,
+        owner: str,
+        *,
+        with_jid: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        after_id: str | None = None,
+        before_id: str | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int = 50,
+        reverse: bool = False,
+    ) -> ArchivePage:
+        where, args = self._where(owner, with_jid, start, end, after_id, before_id, ids)
+        order = "DESC" if reverse else "ASC"
+        # One row more than asked tells whether the page is the last one in its direction.
+        (rows,) = await self.db.read(
+            (f"SELECT seq, with_jid, stanza FROM archive WHERE {where} ORDER BY seq {order} LIMIT ?", (*args, limit + 1))
+        )
+        items = [ArchiveItem(format_id(seq), time_of(seq), jid, bytes(stanza)) for seq, jid, stanza in rows[:limit]]
+        if reverse:
+            items.reverse()
+        return ArchivePage(items, complete=len(rows) <= limit)
+
+    async def get(self, owner: str, id: str) -> ArchiveItem | None:
+        try:
+            seq = parse_id(id)
+        except ValueError:
+            return None
+        (rows,) = await self.db.read(
+            ("SELECT with_jid, stanza FROM archive WHERE name = ? AND owner = ? AND seq = ?", (self.name, owner, seq))
+        )
+        return ArchiveItem(id, time_of(seq), rows[0][0], bytes(rows[0][1])) if rows else None
+
+    async def delete(self, owner: str, id: str) -> bool:
+        try:
+            seq = parse_id(id)
+        except ValueError:
+            return False
+        (rows,) = await self.db.write(
+            ("DELETE FROM archive WHERE name = ? AND owner = ? AND seq = ? RETURNING 1", (self.name, owner, seq))
+        )
+        return bool(rows)
+
+    async def clear(self, owner: str) -> None:
+        await self.db.write(("DELETE FROM archive WHERE name = ? AND owner = ?", (self.name, owner)))
+
+    async def expire(self, before: float) -> int:
+        # Counted, then deleted, in one transaction: RETURNING would carry every expired row back.
+        args = (self.name, seq_at(before))
+        counted, _ = await self.db.write(
+            ("SELECT count(*) FROM archive WHERE name = ? AND seq < ?", args),
+            ("DELETE FROM archive WHERE name = ? AND seq < ?", args),
+        )
+        return int(counted[0][0])
+
+    async def count(self, owner: str) -> int:
+        (rows,) = await self.db.read(("SELECT count(*) FROM archive WHERE name = ? AND owner = ?", (self.name, owner)))
+        return int(rows[0][0])
+
+
+class SqlStorage:
+    """A Storage over any SqlDatabase, with the roster and block lists cached."""
+
+    def __init__(self, db: SqlDatabase, cache_owners: int) -> None:
+        self.db = db
+        self.roster = CachedRoster(SqlRoster(db), cache_owners)
+        self.blocklist = CachedBlocklist(SqlBlocklist(db), cache_owners)
+        self.accounts = SqlAccounts(db, self._forget)
+        self.offline = SqlOffline(db)
+        self._clock = SequenceClock()
+        self._keyvalues: dict[str, SqlKeyValue] = {}
+        self._maps: dict[str, SqlMap] = {}
+        self._archives: dict[str, SqlArchive] = {}
+
+    def _forget(self, owner: str) -> None:
+        self.roster.invalidate(owner)
+        self.blocklist.invalidate(owner)
+
+    def keyvalue(self, name: str) -> SqlKeyValue:
+        store = self._keyvalues.get(name)
+        if store is None:
+            store = self._keyvalues[name] = SqlKeyValue(self.db, name)
+        return store
+
+    def map(self, name: str) -> SqlMap:
+        store = self._maps.get(name)
+        if store is None:
+            store = self._maps[name] = SqlMap(self.db, name)
+        return store
+
+    documents = map
+
+    def archive(self, name: str) -> SqlArchive:
+        store = self._archives.get(name)
+        if store is None:
+            store = self._archives[name] = SqlArchive(self.db, name, self._clock)
+        return store
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
