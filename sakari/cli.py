@@ -146,7 +146,8 @@ def _credentials(config: C.Config, password: str, where: str) -> Any:
 
 
 def _with_storage(config: C.Config, action: Callable[[Any], Any]) -> Any:
-    from sakari.server import open_storage
+    from sakari.errors import StartError
+    from sakari.storage import open_storage
 
     async def run() -> Any:
         storage = open_storage(config)
@@ -156,7 +157,10 @@ def _with_storage(config: C.Config, action: Callable[[Any], Any]) -> Any:
         finally:
             await storage.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except StartError as e:  # storage cannot be opened: say why in one line
+        raise CLIError(str(e)) from None
 
 
 def _parse_account_lines(lines: list[str], source: str, domain: str) -> list[tuple[str, str]]:
