@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     example.set_defaults(func=cmd_config_example)
     reference = csub.add_parser("reference", help="print the configuration reference (Markdown)", description="Print the configuration reference in Markdown (docs/configuration.md).")
     reference.set_defaults(func=cmd_config_reference)
+    storage = sub.add_parser("storage", help="move the data to another database", description="Move the data to another database.")
+    ssub = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")
+    copy = ssub.add_parser("copy", help="copy every store of the configured backend to another database", description="Copy every store of the configured backend (accounts, rosters, offline messages, archives…) to another database. Stop the server first.")
+    _add_common(copy)
+    copy.add_argument("--to", required=True, metavar="URL", help="postgresql://user:password@host:port/database, or sqlite:///path/to/file")
+    copy.add_argument("--force", action="store_true", help="replace the data the target already holds")
+    copy.set_defaults(func=cmd_storage_copy)
     return parser
 
 
@@ -267,6 +274,17 @@ def cmd_config_example(args: argparse.Namespace) -> int:
 
 def cmd_config_reference(args: argparse.Namespace) -> int:
     sys.stdout.write(C.reference_markdown())
+    return 0
+
+
+# --- storage -----------------------------------------------------------------------
+def cmd_storage_copy(args: argparse.Namespace) -> int:
+    from sakari.storage.copy import copy_to
+
+    config = load_config(args)
+    copied = _with_storage(config, lambda source: copy_to(source, args.to, config, force=args.force))
+    for table, rows in copied.items():
+        print(f"{table}: {rows}")
     return 0
 
 
