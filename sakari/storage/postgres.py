@@ -106,11 +106,12 @@ class PostgresDatabase(SqlDatabase):
     def __init__(self, url: str, pool_size: int = 10) -> None:
         super().__init__()
         self.url = url
+        self.place = redacted(url)
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        where = f"storage: PostgreSQL at {redacted(self.url)}"
+        where = f"storage: PostgreSQL at {self.place}"
         parts = urlsplit(self.url)
         if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or len(parts.path) < 2:
             raise StartError(f"{where}: storage.url must look like postgresql://user:password@host:port/database")

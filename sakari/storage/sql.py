@@ -102,6 +102,9 @@ class SqlDatabase(ABC):
     writes commit in the order they were issued.
     """
 
+    # Where the data is, for messages (never holding a password).
+    place: str
+
     def __init__(self) -> None:
         self._queue: list[tuple[Sequence[Statement], asyncio.Future[Results]]] = []
         self._queued_done: asyncio.Future[None] | None = None  # resolves when the queued batch committed
@@ -180,6 +183,7 @@ class SqlDatabase(ABC):
                 sql = f"SELECT {columns} FROM {table} WHERE ({key}) > ({marks}) ORDER BY {key} LIMIT ?"
                 args = (*(last[p] for p in positions), chunk)
             (rows,) = await self.read((sql, args))
+            rows = [tuple(row) for row in rows]  # plain tuples whichever driver read them
             if rows:
                 yield rows
             if len(rows) < chunk:

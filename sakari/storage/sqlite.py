@@ -126,6 +126,7 @@ class SqliteDatabase(SqlDatabase):
     def __init__(self, path: Path, synchronous: str = "normal", readers: int = 4) -> None:
         super().__init__()
         self.path = path
+        self.place = str(path.resolve())
         self.synchronous = synchronous
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sakari-sqlite-write")
         self._reader_threads = ThreadPoolExecutor(readers, thread_name_prefix="sakari-sqlite-read")
