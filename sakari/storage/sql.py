@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +92,17 @@ def migrations_to_run(
     ]
 
 
+def settle(answers: Iterable[tuple[asyncio.Future[Results], Results | BaseException]]) -> None:
+    """Hand each waiting caller its result or its exception."""
+    for future, answer in answers:
+        if future.done():  # its caller was cancelled
+            continue
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
+
+
 class SqlDatabase(ABC):
     """A connection to one database: batched, ordered writes and reads that see them.
 
@@ -146,13 +157,7 @@ class SqlDatabase(ABC):
                     results = await self._run_batch([statements for statements, _ in batch])
                 except BaseException as e:  # the whole batch failed (the disk, the server): tell every writer
                     results = [e] * len(batch)
-                for (_, future), result in zip(batch, results):
-                    if future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+                settle(zip((future for _, future in batch), results))
                 assert self._running_done is not None
                 self._running_done.set_result(None)
                 self._running_done = None

@@ -4,6 +4,9 @@ Writes run on one thread that owns the writing connection, in batches
 (sakari/storage/sql.py). Reads run on a small pool of threads, each with a
 read-only connection of its own, which WAL lets read while the writer
 writes: a slow read (a big archive page) never stalls the event loop.
+Reads are queued too: a reader thread takes every read waiting and hands
+the answers back to the loop together, so a burst of logins costs a few
+thread wake-ups, not two per read.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +25,7 @@ from sakari.errors import StartError
 from sakari.settings import DATA_DIR
 from sakari.storage.cache import CACHE_OWNERS
 from sakari.storage.registry import Backend, register
-from sakari.storage.sql import LEGACY_STORES, Many, Results, SchemaTooNew, SqlDatabase, Statement, migrations_to_run
+from sakari.storage.sql import LEGACY_STORES, Many, Results, SchemaTooNew, SqlDatabase, Statement, migrations_to_run, settle
 from sakari.storage.stores import SqlStorage
 
 SYNCHRONOUS = declare(
@@ -130,6 +134,9 @@ class SqliteDatabase(SqlDatabase):
         self.synchronous = synchronous
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sakari-sqlite-write")
         self._reader_threads = ThreadPoolExecutor(readers, thread_name_prefix="sakari-sqlite-read")
+        self._reader_count = readers
+        self._reads: deque[tuple[Sequence[Statement], asyncio.Future[Results]]] = deque()  # appended on the loop, taken by threads
+        self._draining = 0  # reader threads at work on _reads; changed on the loop's thread only
         self._conn: sqlite3.Connection | None = None
         self._local = threading.local()  # each reader thread's connection
         self._readers: list[sqlite3.Connection] = []
@@ -180,7 +187,40 @@ class SqliteDatabase(SqlDatabase):
             self._conn = None
 
     async def _read(self, statements: Sequence[Statement]) -> Results:
-        return await asyncio.get_running_loop().run_in_executor(self._reader_threads, self._read_now, statements)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Results] = loop.create_future()
+        self._reads.append((statements, future))
+        if self._draining < self._reader_count:
+            self._draining += 1
+            self._reader_threads.submit(self._drain, loop)
+        return await future
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On a reader thread: answer queued reads until none is left."""
+        answers: list[tuple[asyncio.Future[Results], Results | BaseException]] = []
+        try:
+            while True:
+                try:
+                    statements, future = self._reads.popleft()
+                except IndexError:
+                    break
+                try:
+                    answers.append((future, self._read_now(statements)))
+                except Exception as e:  # noqa: BLE001 - handed to that read's caller
+                    answers.append((future, e))
+                if len(answers) == 64:  # do not hold answers back while a long queue drains
+                    loop.call_soon_threadsafe(_answer, answers)
+                    answers = []
+        finally:
+            loop.call_soon_threadsafe(self._drained, answers)
+
+    def _drained(self, answers: list[tuple[asyncio.Future[Results], Results | BaseException]]) -> None:
+        self._draining -= 1
+        settle(answers)
+        # A read queued after that thread found the queue empty, while every thread counted as busy.
+        if self._reads and self._draining < self._reader_count:
+            self._draining += 1
+            self._reader_threads.submit(self._drain, asyncio.get_running_loop())
 
     def _read_now(self, statements: Sequence[Statement]) -> Results:
         conn = self._reader()
