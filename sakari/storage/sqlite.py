@@ -209,7 +209,7 @@ class SqliteDatabase(SqlDatabase):
                 except Exception as e:  # noqa: BLE001 - handed to that read's caller
                     answers.append((future, e))
                 if len(answers) == 64:  # do not hold answers back while a long queue drains
-                    loop.call_soon_threadsafe(_answer, answers)
+                    loop.call_soon_threadsafe(settle, answers)
                     answers = []
         finally:
             loop.call_soon_threadsafe(self._drained, answers)

@@ -436,3 +436,10 @@ async def test_acknowledged_writes_survive_the_process_being_killed(backend: Any
         await _check_everything(st)
     finally:
         await st.close()
+
+
+async def test_many_reads_issued_together_each_get_their_own_answer(storage: Storage) -> None:
+    owners = [f"user{i}@example.org" for i in range(300)]
+    await asyncio.gather(*(storage.accounts.create(o, CREDS_A if i % 2 else CREDS_B) for i, o in enumerate(owners)))
+    found = await asyncio.gather(*(storage.accounts.get(o) for o in owners))
+    assert found == [CREDS_A if i % 2 else CREDS_B for i in range(300)]
