@@ -82,15 +82,23 @@ class SqlRoster:
         self.db = db
 
     async def get(self, owner: str) -> tuple[int, dict[str, RosterItem]]:
-        versions, rows = await self.db.read(
-            ("SELECT version FROM roster_version WHERE owner = ?", (owner,)),
-            ("SELECT jid, name, subscription, ask, pending_in, approved, listed, groups FROM roster WHERE owner = ?", (owner,)),
+        # One statement, so version and items are one snapshot without a transaction's round trips
+        # (logins read rosters); the row without a JID carries the version.
+        (rows,) = await self.db.read(
+            (
+                "SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, version FROM roster_version WHERE owner = ? "
+                "UNION ALL SELECT jid, name, subscription, ask, pending_in, approved, listed, groups, NULL "
+                "FROM roster WHERE owner = ?",
+                (owner, owner),
+            )
         )
-        items = {
-            jid: RosterItem(jid, name, sub, bool(ask), bool(pending_in), bool(approved), bool(listed), json.loads(groups))
-            for jid, name, sub, ask, pending_in, approved, listed, groups in rows
-        }
-        return (versions[0][0] if versions else 0), items
+        version, items = 0, {}
+        for jid, name, sub, ask, pending_in, approved, listed, groups, row_version in rows:
+            if jid is None:
+                version = row_version
+            else:
+                items[jid] = RosterItem(jid, name, sub, bool(ask), bool(pending_in), bool(approved), bool(listed), json.loads(groups))
+        return version, items
 
     _BUMP = (
         "INSERT INTO roster_version VALUES (?, 1) "
