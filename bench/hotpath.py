@@ -70,7 +70,7 @@ class FakeTransport(asyncio.Transport):
 
 
 async def bound_client(server: Server, user: str) -> tuple[C2SConnection, FakeTransport]:
-    conn = C2SConnection(server, direct_tls=False)
+    conn = C2SConnection(server.port, direct_tls=False)
     transport = FakeTransport()
     conn.connection_made(transport)
     conn.data_received(HEADER)
@@ -84,7 +84,7 @@ async def bound_client(server: Server, user: str) -> tuple[C2SConnection, FakeTr
         b"<presence/>"
     )
     deadline = time.monotonic() + 30
-    while not (conn.session is not None and conn.session.available):
+    while not (conn.session is not None and server.router.resource_of(conn.session).available):
         if time.monotonic() > deadline:
             raise SystemExit(f"{user} did not become available")
         await asyncio.sleep(0.001)  # the roster is loaded on the storage thread
@@ -94,7 +94,7 @@ async def bound_client(server: Server, user: str) -> tuple[C2SConnection, FakeTr
 async def run(messages: int, chunk: int, quiet: bool) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         config = Config({
-            "data_dir": data_dir, "network.c2s_port": 0, "network.c2s_tls_port": 0,
+            "data_dir": data_dir, "network.c2s_port": 0, "network.c2s_tls_port": 0, "network.http_port": 0,
             "c2s.require_encryption": False, "limits.c2s_rate_bytes": 0,
         })
         server = Server(config)
@@ -107,7 +107,7 @@ async def run(messages: int, chunk: int, quiet: bool) -> None:
         t0 = time.perf_counter()
         for _ in range(messages // chunk):
             a.data_received(batch)
-            while a._draining or b._flush_scheduled:
+            while a.session._draining or b._flush_scheduled:  # type: ignore[union-attr]
                 await asyncio.sleep(0)
         elapsed = time.perf_counter() - t0
         received = b_out.written - start_bytes

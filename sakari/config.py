@@ -121,6 +121,9 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Keys that belong to the whole process and cannot differ per virtual host.
+PROCESS_WIDE = ("data_dir", "domain", "log_level", "admins", "network.", "storage.", "modules.", "tls.", "limits.")
+
 _TABLE = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
 _KEY = re.compile(r'^\s*([A-Za-z0-9_\-."\' ]+?)\s*=')
 _INLINE_KEY = re.compile(r'[{,]\s*([A-Za-z0-9_\-]+)\s*=')
@@ -148,9 +151,13 @@ def _key_lines(text: str) -> dict[str, int]:
 class Config:
     """Validated settings: file values over declared defaults, command-line overrides over both."""
 
-    def __init__(self, values: dict[str, Any] | None = None, path: Path | None = None) -> None:
+    def __init__(
+        self, values: dict[str, Any] | None = None, path: Path | None = None, hosts: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self._values = dict(values or {})
         self.path = path
+        # Virtual hosts besides ``domain``: each ``[host."example.net"]`` table, with that host's own option values.
+        self.hosts = {name: dict(values) for name, values in (hosts or {}).items()}
 
     @classmethod
     def parse(cls, text: str, path: Path | None = None) -> Config:
@@ -161,23 +168,24 @@ class Config:
             raise ConfigError([f"{where}: not valid TOML: {e}"]) from None
         load_all_declarations()
         lines = _key_lines(text)
-        problems = []
+        problems: list[str] = []
+        host_tables = data.pop("host", {})
         values = _flatten(data)
-        for key, value in values.items():
-            line = lines.get(key)
-            at = f"{where}:{line}" if line else where
-            opt = _OPTIONS.get(key)
-            if opt is None:
-                problems.append(f"{at}: unknown key '{key}'")
-                continue
-            if not _matches_type(opt.default, value):
-                problems.append(f"{at}: '{key}' must be {_type_name(opt.default)}, not {value!r}")
-                continue
-            if opt.check and (msg := opt.check(value)):
-                problems.append(f"{at}: '{key}' {msg} (got {value!r})")
+        _check(values, lines, "", where, problems)
+        hosts: dict[str, dict[str, Any]] = {}
+        if not isinstance(host_tables, dict) or not all(isinstance(t, dict) for t in host_tables.values()):
+            problems.append(f"{where}: 'host' holds one table per virtual host, as in [host.\"example.net\"]")
+        else:
+            for name, table in host_tables.items():
+                host_values = _flatten(table)
+                _check(host_values, lines, f"host.{name}.", where, problems)
+                for key in host_values:
+                    if key.startswith(PROCESS_WIDE):
+                        problems.append(f"{where}: '{key}' is the same for every host; it cannot be set for {name}")
+                hosts[name] = host_values
         if problems:
             raise ConfigError(problems)
-        return cls(values, path)
+        return cls(values, path, hosts)
 
     @classmethod
     def load(cls, path: Path | None) -> Config:
@@ -199,6 +207,21 @@ class Config:
     def __getitem__(self, option: Option[T]) -> T:
         return self._values.get(option.key, option.default)  # type: ignore[no-any-return]
 
+
+
+def _check(values: dict[str, Any], lines: dict[str, int], prefix: str, where: str, problems: list[str]) -> None:
+    for key, value in values.items():
+        line = lines.get(prefix + key)
+        at = f"{where}:{line}" if line else where
+        opt = _OPTIONS.get(key)
+        if opt is None:
+            problems.append(f"{at}: unknown key '{prefix}{key}'")
+            continue
+        if not _matches_type(opt.default, value):
+            problems.append(f"{at}: '{prefix}{key}' must be {_type_name(opt.default)}, not {value!r}")
+            continue
+        if opt.check and (msg := opt.check(value)):
+            problems.append(f"{at}: '{prefix}{key}' {msg} (got {value!r})")
 
 
 def _toml_value(value: Any) -> str:

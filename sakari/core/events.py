@@ -30,7 +30,12 @@ TARGETS = ("host", "self", "bare", "full")
 
 # Events that the core fires besides the per-stanza ones.
 SESSION_BOUND = "session/bound"  # SessionEvent, after resource binding
+SESSION_DETACHED = "session/detached"  # SessionEvent, its connection is gone but the session waits to be resumed
+SESSION_RESUMED = "session/resumed"  # SessionEvent, a new connection carries the session
+SESSION_CLOSING = "session/closing"  # SessionEvent, the session ends; still in the router (last chance for its queues)
 SESSION_CLOSED = "session/closed"  # SessionEvent, after the session left the router
+STANZA_UNDELIVERABLE = "stanza/undeliverable"  # UndeliverableEvent, a stanza for a session without a connection
+STREAM_NONZA = "stream/nonza"  # NonzaEvent, a top-level non-stanza element on a bound stream
 INBOUND_USER = "inbound/user"  # StanzaEvent, every stanza about to reach a local account
 MESSAGE_OFFLINE = "message/offline"  # StanzaEvent, a message no resource can take now
 ACCOUNT_DELETED = "account/deleted"  # AccountEvent
@@ -38,11 +43,15 @@ SERVER_STARTED = "server/started"  # ServerEvent, modules loaded, before listeni
 SERVER_STOPPING = "server/stopping"  # ServerEvent
 
 CORE_EVENTS = frozenset(
-    {SESSION_BOUND, SESSION_CLOSED, INBOUND_USER, MESSAGE_OFFLINE, ACCOUNT_DELETED, SERVER_STARTED, SERVER_STOPPING}
+    {
+        SESSION_BOUND, SESSION_DETACHED, SESSION_RESUMED, SESSION_CLOSING, SESSION_CLOSED, STANZA_UNDELIVERABLE,
+        STREAM_NONZA, INBOUND_USER, MESSAGE_OFFLINE, ACCOUNT_DELETED, SERVER_STARTED, SERVER_STOPPING,
+    }
 )
 
 _STANZA_EVENT = re.compile(r"^(pre-)?(message|presence)/(host|self|bare|full)$")
-_IQ_EVENT = re.compile(r"^iq-(get|set)/(host|self|bare)/[^\s:]+(:[^\s:]+)*:[^\s:/]+$")
+# "service": an iq to a local service's domain that the service itself left unanswered (disco, ping…).
+_IQ_EVENT = re.compile(r"^iq-(get|set)/(host|self|bare|service)/[^\s:]+(:[^\s:]+)*:[^\s:/]+$")
 
 
 def stanza_event(kind: str, target: str) -> str:
@@ -68,6 +77,18 @@ class StanzaEvent:
 @dataclass(slots=True)
 class SessionEvent:
     session: Session
+
+
+@dataclass(slots=True)
+class UndeliverableEvent:
+    session: Session
+    stanza: Element
+
+
+@dataclass(slots=True)
+class NonzaEvent:
+    session: Session
+    element: Element
 
 
 @dataclass(slots=True)

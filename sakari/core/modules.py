@@ -1,79 +1,216 @@
-"""The API a protocol module gets: hooks, features, options, services. The core imports no module."""
+"""The API a protocol module gets: hooks, filters, features, services, listeners, options. The core imports no module.
+
+The composition root fills a :class:`ServerContext` in; each module sees it
+only through its :class:`ModuleAPI`. Modules are found by name in
+``sakari.modules`` and may depend on each other (``mod.depends``), which
+loads the other one first.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
 import logging
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sakari.config import Option
-from sakari.core.events import Handler
+from sakari.config import Config, Option
+from sakari.core.events import Events, Handler
+from sakari.core.hosts import Host, Hosts, ServiceHandler
+from sakari.core.router import REQUEST_TIMEOUT, Router
+from sakari.core.session import Filter
+from sakari.core.sessions import PreBindHandler, SessionManager
+from sakari.core.tasks import Tasks
+from sakari.jid import JID, JIDError, parse_jid
 from sakari.xml.element import Element
-
-if TYPE_CHECKING:
-    from sakari.server import Server
 
 T = TypeVar("T")
 
+MODULE_PACKAGE = "sakari.modules"
+
+
+@dataclass(slots=True)
+class Discovery:
+    """What the server's and its accounts' disco#info list (XEP-0030), as the modules registered it."""
+
+    features: set[str] = field(default_factory=set)
+    account_features: set[str] = field(default_factory=set)
+    identities: set[tuple[str, str, str]] = field(default_factory=lambda: {("server", "im", "Sakari")})
+    extensions: list[Callable[[], Element]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ServerContext:
+    """Everything the modules may reach, put together by the composition root."""
+
+    config: Config
+    hosts: Hosts
+    events: Events
+    router: Router
+    sessions: SessionManager
+    storage: Any  # sakari.storage.base.Storage
+    tasks: Tasks
+    domain: str  # the main domain (the first virtual host)
+    admins: frozenset[JID] = frozenset()
+    disco: Discovery = field(default_factory=Discovery)
+    stream_features: list[Callable[[bool], Element | None]] = field(default_factory=list)
+    pre_bind: dict[tuple[str, str], PreBindHandler] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)
+    # Set by the composition root: declare a listener (name, port option, protocol factory, direct TLS).
+    add_listener: Callable[[str, Option[int], Callable[[], asyncio.BaseProtocol], bool], None] | None = None
+    add_http_route: Callable[[str, str, Callable[[Any], Awaitable[Any]]], None] | None = None
+    loaded: dict[str, ModuleAPI] = field(default_factory=dict)
+    loading: list[str] = field(default_factory=list)
+
 
 class ModuleAPI:
-    def __init__(self, server: Server, name: str) -> None:
-        self.server = server
+    def __init__(self, ctx: ServerContext, name: str) -> None:
+        self.ctx = ctx
         self.name = name
         self.log = logging.getLogger(f"sakari.{name}")
-        self.router = server.router
-        self.events = server.events
-        self.storage = server.storage
-        self.domain = server.domain
+        self.router = ctx.router
+        self.sessions = ctx.sessions
+        self.events = ctx.events
+        self.storage = ctx.storage
+        self.hosts = ctx.hosts
+        self.domain = ctx.domain
+        self.admins = ctx.admins
 
+    # --- events and filters ---------------------------------------------------
     def hook(self, event: str, handler: Handler, priority: int = 0) -> None:
         self.events.hook(event, handler, priority)
 
-    def option(self, option: Option[T]) -> T:
-        return self.server.config[option]
+    def add_filter(self, direction: str, fn: Filter, priority: int = 0) -> None:
+        """A stanza filter on every session, "in" (from the client) or "out" (to it): returns the stanza to
+        pass on, or None to take it out of the stream."""
+        self.sessions.add_filter(direction, fn, priority)
 
+    # --- options and administrators -------------------------------------------
+    def option(self, option: Option[T], host: str | None = None) -> T:
+        """An option's value; with ``host``, that virtual host's own value where it sets one."""
+        if host is not None:
+            found = self.hosts.get(host)
+            if found is not None and option.key in found.options:
+                return found.options[option.key]  # type: ignore[no-any-return]
+        return self.ctx.config[option]
+
+    def is_admin(self, jid: JID) -> bool:
+        """Whether this address (any resource) belongs to an administrator (the ``admins`` key)."""
+        return jid.bare in self.admins
+
+    # --- discovery and stream features ----------------------------------------
     def add_feature(self, var: str) -> None:
         """A feature in the server's disco#info."""
-        self.server.features.add(var)
+        self.ctx.disco.features.add(var)
 
     def add_account_feature(self, var: str) -> None:
         """A feature in disco#info of each account (bare JID)."""
-        self.server.account_features.add(var)
+        self.ctx.disco.account_features.add(var)
 
     def add_identity(self, category: str, type_: str, name: str | None = None) -> None:
-        self.server.identities.add((category, type_, name or ""))
+        self.ctx.disco.identities.add((category, type_, name or ""))
 
     def add_extension(self, form: Callable[[], Element]) -> None:
         """A data form (XEP-0128) appended to the server's disco#info."""
-        self.server.disco_extensions.append(form)
+        self.ctx.disco.extensions.append(form)
 
     def add_stream_feature(self, provider: Callable[[bool], Element | None]) -> None:
         """Offer an element in c2s stream features; the argument says if the client authenticated."""
-        self.server.stream_features.append(provider)
+        self.ctx.stream_features.append(provider)
+
+    def add_pre_bind(self, ns: str, name: str, handler: PreBindHandler) -> None:
+        """Take an element that a client sends after authenticating and before binding (XEP-0198 ``<resume/>``)."""
+        if (ns, name) in self.ctx.pre_bind:
+            raise ValueError(f"<{name} xmlns='{ns}'/> before bind is already taken")
+        self.ctx.pre_bind[ns, name] = handler
+
+    # --- hosts, listeners, HTTP -------------------------------------------------
+    def add_service(
+        self,
+        domain: str,
+        handler: ServiceHandler,
+        name: str = "",
+        identities: set[tuple[str, str, str]] | None = None,
+        features: set[str] | None = None,
+    ) -> Host:
+        """A local service on its own domain (e.g. conference.example.org): every stanza to the domain, or to an
+        address at it, goes to ``handler``; it is listed in disco#items of the user domains."""
+        return self.hosts.add_service(domain, handler, name, identities, features)
+
+    def add_listener(
+        self, name: str, port: Option[int], factory: Callable[[], asyncio.BaseProtocol], direct_tls: bool = False
+    ) -> None:
+        assert self.ctx.add_listener is not None
+        self.ctx.add_listener(name, port, factory, direct_tls)
+
+    def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> None:
+        """A route on the HTTP port (aiohttp handler: request in, response out)."""
+        assert self.ctx.add_http_route is not None
+        self.ctx.add_http_route(method, path, handler)
+
+    # --- requests, services between modules, tasks ------------------------------
+    async def request(self, iq: Element, to: JID, from_jid: JID | None = None, timeout: float = REQUEST_TIMEOUT) -> Element:
+        """Send an iq get/set to any address and wait for the answer (TimeoutError if none comes)."""
+        return await self.router.request(iq, to, from_jid, timeout)
+
+    def depends(self, name: str) -> None:
+        """Load another module first (if the configuration did not already)."""
+        load_module(self.ctx, name)
 
     def provide(self, name: str, service: object) -> None:
-        self.server.services[name] = service
+        self.ctx.services[name] = service
 
     def require(self, name: str) -> Any:
         try:
-            return self.server.services[name]
+            return self.ctx.services[name]
         except KeyError:
             raise RuntimeError(f"module {self.name} needs the '{name}' service; enable the module providing it") from None
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        return self.server.spawn(coro)
+        return self.ctx.tasks.spawn(coro)
 
 
-def load_module(server: Server, name: str) -> None:
+def available_modules() -> list[str]:
+    import pkgutil
+
+    package = importlib.import_module(MODULE_PACKAGE)
+    return sorted(info.name for info in pkgutil.iter_modules(package.__path__) if info.name != "util")
+
+
+def load_module(ctx: ServerContext, name: str) -> ModuleAPI:
+    if name in ctx.loaded:
+        return ctx.loaded[name]
+    if name in ctx.loading:
+        raise ValueError(f"modules depend on each other in a circle: {' → '.join(ctx.loading + [name])}")
     try:
-        module = importlib.import_module(f"sakari.modules.{name}")
+        module = importlib.import_module(f"{MODULE_PACKAGE}.{name}")
     except ModuleNotFoundError as e:
-        if e.name == f"sakari.modules.{name}":
-            raise ValueError(f"no such module: {name}") from None
+        if e.name == f"{MODULE_PACKAGE}.{name}":
+            raise ValueError(f"no such module: {name} (there are: {', '.join(available_modules())})") from None
         raise
     setup = getattr(module, "setup", None)
     if setup is None:
         raise ValueError(f"module {name} has no setup()")
-    setup(ModuleAPI(server, name))
+    api = ModuleAPI(ctx, name)
+    ctx.loading.append(name)
+    try:
+        setup(api)
+    finally:
+        ctx.loading.pop()
+    ctx.loaded[name] = api
+    return api
+
+
+def parse_admins(values: list[str]) -> frozenset[JID]:
+    """The ``admins`` key: bare JIDs, each checked."""
+    admins = set()
+    for text in values:
+        try:
+            jid = parse_jid(text)
+        except JIDError as e:
+            raise ValueError(f"admins: {text!r} is not an address: {e.text}") from None
+        if jid.resource or not jid.local:
+            raise ValueError(f"admins: {text!r} must be a bare account address such as admin@example.org")
+        admins.add(jid)
+    return frozenset(admins)

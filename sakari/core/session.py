@@ -1,38 +1,115 @@
-"""What the core knows of a connected client: its address, presence and an outlet for stanzas."""
+"""A client session, apart from the connection that carries it.
+
+A session is what a bound resource is to the core: an address, the state
+its own modules keep (``props``), filter chains for stanzas in both
+directions and, while one is attached, a connection. The connection can go
+away and another take its place (XEP-0198 resumption, BOSH requests) while
+the session lives on; :class:`sakari.core.sessions.SessionManager` decides.
+
+Every stanza to the client goes through the outbound filters (where stream
+management counts, CSI holds and carbons copy) and then to the
+connection's serializer. A filter returns the stanza to pass on (the same
+one or another) or None to take it out of the stream.
+"""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sakari.jid import JID
-from sakari.xml.errors import StreamError
 from sakari.xml.element import Element
+from sakari.xml.errors import StreamError
+
+if TYPE_CHECKING:
+    from sakari.core.sessions import SessionManager
+
+Filter = Callable[["Session", Element], "Element | None"]
 
 
-class Session(ABC):
-    """A bound client session. Transports (TCP, WebSocket, BOSH) implement the outlet."""
+class Connection(Protocol):
+    """What a transport offers the session it carries (TCP today; WebSocket and BOSH later)."""
 
-    def __init__(self, jid: JID) -> None:
+    def write(self, data: bytes) -> None:
+        """Queue bytes of the client's stream namespace (non-blocking)."""
+
+    async def writable(self) -> bool:
+        """See :meth:`Session.drained`."""
+
+    def close_stream(self, error: StreamError | None = None) -> None:
+        """End the stream from our side, with a stream error if given."""
+
+
+class FilterChain:
+    """Filters by descending priority, then in the order added; ``fns`` is the plain list the hot path walks."""
+
+    __slots__ = ("_entries", "fns")
+
+    def __init__(self, entries: list[tuple[int, int, Filter]] | None = None) -> None:
+        self._entries = list(entries or ())
+        self.fns: list[Filter] = [e[2] for e in self._entries]
+
+    def add(self, fn: Filter, priority: int = 0, seq: int = 0) -> None:
+        self._entries.append((-priority, seq, fn))
+        self._entries.sort(key=lambda e: (e[0], e[1]))
+        self.fns = [e[2] for e in self._entries]
+
+    def remove(self, fn: Filter) -> None:
+        self._entries = [e for e in self._entries if e[2] is not fn]
+        self.fns = [e[2] for e in self._entries]
+
+    def copy(self) -> FilterChain:
+        return FilterChain(self._entries)
+
+    def run(self, session: Session, stanza: Element) -> Element | None:
+        for fn in self.fns:
+            out = fn(session, stanza)
+            if out is None:
+                return None
+            stanza = out
+        return stanza
+
+
+class Session:
+    def __init__(self, jid: JID, manager: SessionManager, connection: Connection | None) -> None:
         self.jid = jid
         self.jid_text = str(jid)  # stamped on every stanza this session sends
         self.bare = jid.bare
         self.user = jid.local
         self.host = jid.domain
-        # Set by the presence module; the router reads them for bare-JID delivery (RFC 6121 §8.5.2).
-        self.available = False
-        self.priority = 0
-        self.presence: Element | None = None
-        self.interested = False  # asked for the roster (RFC 6121 §2.1.6 "interested resource")
-        self.props: dict[str, Any] = {}  # per-session state of modules, keyed by module name
+        self.manager = manager
+        self.connection = connection
+        self.outbound = manager.outbound.copy()
+        self.inbound = manager.inbound.copy()
+        self.props: dict[str, Any] = {}  # this session's own state, kept by modules, keyed by module name
+        self.last_active = 0.0  # loop time of the client's last bytes, kept by the transport
+        self.detach_timeout = 0.0  # >0: the session outlives its connection this long (set by stream management)
+        self.closed = False
+        self._inbox: list[Any] = []  # a list, not a deque: a deque costs 760 bytes even when empty
+        self._draining = False
 
-    @abstractmethod
-    def send(self, stanza: Element) -> None:
-        """Queue a stanza for this client (non-blocking)."""
+    # --- output ---------------------------------------------------------------
+    def send(self, stanza: Element, data: bytes | None = None) -> None:
+        """Queue a stanza for this client (non-blocking). ``data``: its serialization, when the
+        caller already has it (the same stanza fanned out to several sessions)."""
+        fns = self.outbound.fns
+        if fns:
+            for fn in fns:
+                out = fn(self, stanza)
+                if out is None:
+                    return
+                if out is not stanza:
+                    stanza, data = out, None
+        conn = self.connection
+        if conn is None:
+            self.manager.undeliverable(self, stanza)
+            return
+        conn.write(data if data is not None else stanza.serialize().encode())
 
-    @abstractmethod
-    def send_serialized(self, data: bytes) -> None:
-        """Queue bytes already serialized for a jabber:client stream."""
+    def send_unfiltered(self, data: bytes) -> None:
+        """Bytes that are not a stanza of the session (nonzas such as stream management's own)."""
+        if self.connection is not None:
+            self.connection.write(data)
 
     async def drained(self) -> bool:
         """Wait until the client has taken in what was queued for it, if it is behind.
@@ -40,11 +117,22 @@ class Session(ABC):
         For bulk sends (a backlog of stored messages): awaiting this between stanzas keeps
         the queue short instead of cutting a slow client off. False once the session is gone.
         """
-        return True
+        conn = self.connection
+        if conn is None:
+            return not self.closed
+        return await conn.writable() and not self.closed
 
-    @abstractmethod
     def close(self, error: StreamError | None = None) -> None:
-        """End the stream, with a stream error if given."""
+        """End the session (and its stream, with a stream error if given)."""
+        self.manager.close(self, error)
+
+    # --- input ----------------------------------------------------------------
+    def receive(self, item: Any) -> None:
+        """A stanza or event from the client, handled in order (see SessionManager.receive)."""
+        self._inbox.append(item)
+        if not self._draining:
+            self._draining = True
+            self.manager.drain(self)
 
     def __repr__(self) -> str:
         return f"<Session {self.jid}>"

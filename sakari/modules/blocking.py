@@ -55,7 +55,7 @@ def setup(mod: ModuleAPI) -> None:
         if recipient.bare == sender.bare:
             return None
         # The common case, both lists in memory and neither matching, costs no coroutine.
-        local_sender = sender.local and sender.domain in router.hosts
+        local_sender = sender.local and router.hosts.has_accounts(sender.domain)
         sender_list = cache.get(str(sender.bare)) if local_sender else EMPTY
         recipient_list = cache.get(str(recipient.bare))
         if sender_list is None or recipient_list is None:
@@ -97,15 +97,15 @@ def setup(mod: ModuleAPI) -> None:
         return jids
 
     def push(owner: JID, query: Element) -> None:
-        for session in router.sessions_of(owner):
-            if session.props.get("blocking"):
-                iq = Element("iq", attrs={"type": "set", "id": "block-push", "to": str(session.jid)})
+        for resource in router.resources(owner):
+            if "blocklist" in resource.flags:
+                iq = Element("iq", attrs={"type": "set", "id": "block-push", "to": str(resource.jid)})
                 iq.append(query)
-                session.send(iq)
+                router.send_to([resource], iq)
 
     async def get(event: StanzaEvent) -> Element:
         if event.origin is not None:
-            event.origin.props["blocking"] = True
+            router.mark(event.origin, "blocklist")
         result = Element("blocklist", NS)
         for jid in sorted(await blocklist(event.to_jid.bare)):
             result.add("item", attrs={"jid": jid})
@@ -119,7 +119,7 @@ def setup(mod: ModuleAPI) -> None:
         current = await blocklist(owner)
         if len(current | set(jids)) > MAX_ITEMS:
             raise StanzaError("not-allowed", "the block list is full")
-        presence = mod.server.services.get("presence")
+        presence = mod.ctx.services.get("presence")
         new = [j for j in jids if j not in current]
         if presence is not None:
             for jid in new:
@@ -138,8 +138,8 @@ def setup(mod: ModuleAPI) -> None:
         await store.remove(owner_of(event), jids or None)
         current.difference_update(released)
         push(owner, payload(event))
-        presence = mod.server.services.get("presence")
-        rosters = mod.server.services.get("roster")
+        presence = mod.ctx.services.get("presence")
+        rosters = mod.ctx.services.get("roster")
         if presence is not None and rosters is not None:
             for jid in released:
                 item = await rosters.item(str(owner), jid)

@@ -2,6 +2,9 @@
 
 The server's identities and features are what the enabled modules
 registered; the caps hash is computed once, after all modules are loaded.
+disco#items of a user domain lists the local services and components
+(the table of hosts); disco#info of a service's domain is answered from
+what the service registered, unless the service answers itself.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def caps_ver(identities: list[tuple[str, str, str]], features: list[str], forms:
 
 
 def setup(mod: ModuleAPI) -> None:
-    server = mod.server
+    server = mod.ctx.disco
     caps: dict[str, str] = {}
 
     def server_info(node: str | None) -> Element:
@@ -50,7 +53,7 @@ def setup(mod: ModuleAPI) -> None:
             query.add("identity", attrs=attrs)
         for var in sorted(server.features):
             query.add("feature", attrs={"var": var})
-        for form in server.disco_extensions:
+        for form in server.extensions:
             query.append(form())
         return query
 
@@ -62,6 +65,26 @@ def setup(mod: ModuleAPI) -> None:
 
     def items(event: StanzaEvent) -> Element:
         if payload(event).attrs.get("node"):
+            raise StanzaError("item-not-found")
+        query = Element("query", NS_ITEMS)
+        for host in sorted(mod.hosts.services(), key=lambda h: h.domain):
+            query.add("item", attrs={"jid": host.domain, "name": host.name} if host.name else {"jid": host.domain})
+        return query
+
+    def service_info(event: StanzaEvent) -> Element:
+        host = mod.hosts.get(event.to_jid.domain)
+        if event.to_jid.local or event.to_jid.resource or host is None or payload(event).attrs.get("node"):
+            raise StanzaError("item-not-found")
+        query = Element("query", NS_INFO)
+        for category, type_, name in sorted(host.identities):
+            query.add("identity", attrs={"category": category, "type": type_, "name": name} if name else
+                      {"category": category, "type": type_})
+        for var in sorted(host.features | {NS_INFO, NS_ITEMS}):
+            query.add("feature", attrs={"var": var})
+        return query
+
+    def service_items(event: StanzaEvent) -> Element:
+        if event.to_jid.local or event.to_jid.resource:
             raise StanzaError("item-not-found")
         return Element("query", NS_ITEMS)
 
@@ -98,6 +121,8 @@ def setup(mod: ModuleAPI) -> None:
     mod.add_feature(NS_CAPS)
     mod.hook(f"iq-get/host/{NS_INFO}:query", info)
     mod.hook(f"iq-get/host/{NS_ITEMS}:query", items)
+    mod.hook(f"iq-get/service/{NS_INFO}:query", service_info)
+    mod.hook(f"iq-get/service/{NS_ITEMS}:query", service_items)
     for target in ("self", "bare"):
         mod.hook(f"iq-get/{target}/{NS_INFO}:query", account_info, priority=-10)
         mod.hook(f"iq-get/{target}/{NS_ITEMS}:query", account_items, priority=-10)

@@ -34,7 +34,7 @@ def setup(mod: ModuleAPI) -> None:
             item = await rosters.item(owner, asker)
             if item is None or item.subscription not in ("from", "both"):
                 raise StanzaError("forbidden", "only contacts subscribed to this user's presence may ask")
-        if any(s.available for s in mod.router.sessions_of(event.to_jid.bare)):
+        if any(r.available for r in mod.router.resources(event.to_jid.bare)):
             return Element("query", NS, {"seconds": "0"})
         data = await store.get(owner, "")
         if data is None:
@@ -48,7 +48,7 @@ def setup(mod: ModuleAPI) -> None:
     async def went_unavailable(event: WentUnavailable) -> None:
         """Record the moment the account's last available resource leaves, before contacts hear of it."""
         session = event.session
-        if any(s.available and s is not session for s in mod.router.sessions_of(session.bare)):
+        if any(r.available and r.session is not session for r in mod.router.resources(session.bare)):
             return
         status = event.stanza.child_text("status")
         await store.set(str(session.bare), "", json.dumps({"at": int(time.time()), "status": status or ""}).encode())

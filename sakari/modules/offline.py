@@ -3,6 +3,10 @@ on its next initial presence with a non-negative priority, with a XEP-0203 delay
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from sakari.config import declare, positive
 from sakari.core import events as E
 from sakari.core.events import SessionEvent, StanzaEvent
@@ -23,39 +27,55 @@ MAX_MESSAGES = declare(
 def setup(mod: ModuleAPI) -> None:
     store = mod.storage.offline
     limit = mod.option(MAX_MESSAGES)
+    busy: dict[str, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def owner_lock(owner: str) -> AsyncIterator[None]:
+        # A message found no available resource, and is being stored, while a resource comes online and
+        # reads the store: without this, the reader can miss it until the next login. Storing takes the
+        # lock before its first wait, so a delivery that starts later reads after the write.
+        lock = busy.setdefault(owner, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and busy.get(owner) is lock:
+                del busy[owner]
 
     async def keep(event: StanzaEvent) -> bool | None:
         stanza = event.stanza
         if stanza.attrs.get("type", "normal") not in ("normal", "chat"):
             return False  # handled: headline/groupchat/error are not kept (RFC 6121 §8.5.2.2.1)
         owner = str(event.to_jid.bare)
-        if await mod.storage.accounts.get(owner) is None:
-            return None  # no such account: the router answers service-unavailable
-        if await store.count(owner) >= limit:
-            raise StanzaError("service-unavailable", "the recipient's offline storage is full")
-        copy = stanza.shallow_copy()
-        copy.children = list(stanza.children)
-        copy.add("delay", NS_DELAY, {"from": mod.domain, "stamp": utc_stamp()}, "Offline storage")
-        await store.push(owner, fragment.dump(copy))
+        async with owner_lock(owner):
+            if await mod.storage.accounts.get(owner) is None:
+                return None  # no such account: the router answers service-unavailable
+            if await store.count(owner) >= limit:
+                raise StanzaError("service-unavailable", "the recipient's offline storage is full")
+            copy = stanza.shallow_copy()
+            copy.children = list(stanza.children)
+            copy.add("delay", NS_DELAY, {"from": event.to_jid.domain, "stamp": utc_stamp()}, "Offline storage")
+            await store.push(owner, fragment.dump(copy))
         return True
 
     async def deliver(event: SessionEvent) -> None:
         session = event.session
-        if session.priority < 0:
+        if mod.router.resource_of(session).priority < 0:
             return
         owner = str(session.bare)
-        stored = await store.list(owner)
-        sent = None
-        for row, data in stored:
-            # Paced: a backlog larger than limits.max_send_buffer would otherwise get a slow client cut
-            # off, and what had been queued lost. (Live messages may overtake the rest meanwhile; all
-            # stored ones carry their delay stamp.)
-            if not await session.drained():
-                break  # gone: what was not sent stays stored for the next session
-            session.send(fragment.load(data))
-            sent = row
-        if sent is not None:
-            await store.delete_through(owner, sent)
+        async with owner_lock(owner):
+            stored = await store.list(owner)
+            sent = None
+            for row, data in stored:
+                # Paced: a backlog larger than limits.max_send_buffer would otherwise get a slow client cut
+                # off, and what had been queued lost. (Live messages may overtake the rest meanwhile; all
+                # stored ones carry their delay stamp.)
+                if not await session.drained():
+                    break  # gone: what was not sent stays stored for the next session
+                session.send(fragment.load(data))
+                sent = row
+            if sent is not None:
+                await store.delete_through(owner, sent)
 
     mod.add_feature(NS_OFFLINE)
     mod.hook(E.MESSAGE_OFFLINE, keep)

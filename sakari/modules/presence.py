@@ -69,15 +69,14 @@ class Presence:
     # --- broadcast ------------------------------------------------------------
     async def broadcast(self, session: Session, stanza: Element) -> None:
         """A presence without 'to' from one resource (RFC 6121 §4.2, §4.4, §4.5)."""
+        router = self.router
         available = stanza.attrs.get("type") is None
-        initial = available and not session.available
+        was_available = router.resource_of(session).available
+        initial = available and not was_available
         owner = str(session.bare)
-        session.priority = _priority(stanza) if available else 0
-        session.presence = stanza if available else None
-        if not available and session.available:
+        if not available and was_available:
             await self.mod.events.fire_all(PRESENCE_UNAVAILABLE, WentUnavailable(session, stanza))
-        if not available:
-            session.available = False
+            router.set_presence(session, None)
         roster = await self.rosters.get(owner)
         for item in list(roster.items.values()):
             if item.subscription in ("from", "both"):
@@ -86,14 +85,17 @@ class Presence:
             directed = session.props.pop("directed", set())
             for jid in directed:
                 await self.router.route(stanza.shallow_copy(), session.jid, jid, session)
-        others = [s for s in self.router.sessions_of(session.bare) if s.available and s is not session]
+        others = [r for r in router.resources(session.bare) if r.available and r.session is not session]
+        for other in others:
+            copy = stanza.shallow_copy()  # one each: an outbound filter may keep what it is given
+            copy.attrs["from"] = str(session.jid)
+            copy.attrs["to"] = str(other.jid)
+            router.send_to([other], copy)
+        # The resource hears its own presence back, unavailable included (as with Prosody and others).
+        if available:
+            router.set_presence(session, stanza, _priority(stanza))
         copy = stanza.shallow_copy()
         copy.attrs["from"] = str(session.jid)
-        for other in others:
-            copy.attrs["to"] = str(other.jid)
-            other.send(copy)
-        # The resource hears its own presence back, unavailable included (as with Prosody and others).
-        session.available = available
         copy.attrs["to"] = str(session.jid)
         session.send(copy)
         if initial:
@@ -117,10 +119,10 @@ class Presence:
 
     async def send_current(self, owner: JID, contact: JID, unavailable: bool = False) -> None:
         """Each available resource's presence (or unavailable) to one contact."""
-        for s in self.router.sessions_of(owner):
-            if s.available and s.presence is not None:
-                stanza = _presence("unavailable") if unavailable else s.presence.shallow_copy()
-                await self.router.route(stanza, s.jid, contact, s)
+        for r in self.router.resources(owner):
+            if r.available and r.presence is not None:
+                stanza = _presence("unavailable") if unavailable else r.presence.shallow_copy()
+                await self.router.route(stanza, r.jid, contact, r.session)
 
     # --- outbound subscription stanzas (the user acts) ------------------------
     async def outbound(self, event: StanzaEvent) -> bool | None:
@@ -239,10 +241,10 @@ class Presence:
         if deliver:
             # RFC 6121 §3.1.3: a request goes to every available resource; the answers (§3.1.6, §3.2.3,
             # §3.3.3) only to those that fetched the roster. 'to' stays the bare JID (§8.5.2.1.2).
-            data = stanza.serialize().encode()
-            for s in self.router.sessions_of(owner):
-                if s.available and (ptype == "subscribe" or s.interested):
-                    s.send_serialized(data)
+            self.router.send_to(
+                [r for r in self.router.resources(owner) if r.available and (ptype == "subscribe" or "roster" in r.flags)],
+                stanza,
+            )
         return True
 
     async def _probe(self, owner: JID, contact: JID, prober: JID) -> None:
@@ -250,11 +252,11 @@ class Presence:
             item = await self.rosters.item(str(owner), str(contact))
             if item is None or item.subscription not in ("from", "both"):
                 return  # RFC 6121 §4.3.2: reveal nothing to those not subscribed
-        sessions = [s for s in self.router.sessions_of(owner) if s.available and s.presence is not None]
-        if not sessions:
+        resources = [r for r in self.router.resources(owner) if r.available and r.presence is not None]
+        if not resources:
             await self.router.route(_presence("unavailable"), owner, prober)
-        for s in sessions:
-            await self.router.route(s.presence.shallow_copy(), s.jid, prober, s)  # type: ignore[union-attr]
+        for r in resources:
+            await self.router.route(r.presence.shallow_copy(), r.jid, prober, r.session)  # type: ignore[union-attr]
 
     async def roster_item_removed(self, owner: str, item: RosterItem) -> None:
         """RFC 6121 §2.5.2: removing a contact cancels subscriptions both ways."""
@@ -269,7 +271,7 @@ class Presence:
 
     async def session_closed(self, event: SessionEvent) -> None:
         session = event.session
-        if session.available:
+        if self.router.resource_of(session).available:
             await self.broadcast(session, _presence("unavailable"))
 
 

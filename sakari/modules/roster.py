@@ -90,11 +90,12 @@ class Rosters:
         asyncio.get_running_loop().call_soon(self._push_now, owner, version, item)
 
     def _push_now(self, owner: str, version: int, item: Element) -> None:
-        for session in self.mod.router.sessions_of(parse_jid(owner)):
-            if session.interested:
-                iq = Element("iq", attrs={"type": "set", "id": f"push{next(self._push_ids)}", "to": str(session.jid)})
+        router = self.mod.router
+        for resource in router.resources(parse_jid(owner)):
+            if "roster" in resource.flags:
+                iq = Element("iq", attrs={"type": "set", "id": f"push{next(self._push_ids)}", "to": str(resource.jid)})
                 iq.add("query", NS, {"ver": str(version)}).append(item)
-                session.send(iq)
+                router.send_to([resource], iq)
 
 
 def _parse_item(query: Element) -> Element:
@@ -111,7 +112,7 @@ def setup(mod: ModuleAPI) -> None:
     async def get(event: StanzaEvent) -> Element | bool:
         owner = owner_of(event)
         if event.origin is not None:
-            event.origin.interested = True
+            mod.router.mark(event.origin, "roster")
         roster = await rosters.get(owner)
         query = Element("query", NS, {"ver": str(roster.version)})
         if payload(event).attrs.get("ver") == str(roster.version):

@@ -1,22 +1,22 @@
 """The thin network side of a client connection: bytes in and out, TLS, timers, rate limits.
 
 All XMPP logic lives in :class:`sakari.stream.c2s.C2SStream`; this adapter
-feeds it bytes, carries out what its events ask for and hands stanzas to
-the router in order, one connection at a time.
+feeds it bytes, carries out what its events ask for and hands what the
+client sends to its session (the session manager handles it in order).
+It is the session's :class:`sakari.core.session.Connection` while attached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sakari.core import events as E
-from sakari.credentials import check_password
-from sakari.core.events import SessionEvent
-from sakari.jid import JID
+from sakari.core.events import NonzaEvent
+from sakari.core.sessions import PreBind
 from sakari.core.session import Session
+from sakari.credentials import check_password
+from sakari.net.port import ClientPort
 from sakari.stream.c2s import (
     Authenticated,
     BindRequest,
@@ -24,63 +24,33 @@ from sakari.stream.c2s import (
     CheckPassword,
     NeedCredentials,
     NonzaReceived,
+    PreBindReceived,
     StanzaReceived,
     StartTLS,
     StreamEnded,
 )
-from sakari.xml.errors import StanzaError, StreamError, error_reply
 from sakari.xml.element import Element
-
-if TYPE_CHECKING:
-    from sakari.server import Server
+from sakari.xml.errors import StreamError
 
 log = logging.getLogger("sakari.c2s")
 
-NONZA = "stream/nonza"  # NonzaEvent: a top-level non-stanza element on a bound stream
-
-
-class NonzaEvent:
-    __slots__ = ("session", "element")
-
-    def __init__(self, session: Session, element: Element) -> None:
-        self.session = session
-        self.element = element
-
-
-class ClientSession(Session):
-    def __init__(self, conn: C2SConnection, jid: JID) -> None:
-        super().__init__(jid)
-        self.conn = conn
-
-    def send(self, stanza: Element) -> None:
-        self.conn.write(stanza.serialize().encode())
-
-    def send_serialized(self, data: bytes) -> None:
-        self.conn.write(data)
-
-    async def drained(self) -> bool:
-        return await self.conn.writable()
-
-    def close(self, error: StreamError | None = None) -> None:
-        self.conn.close_stream(error)
-
 
 class C2SConnection(asyncio.Protocol):
-    def __init__(self, server: Server, direct_tls: bool) -> None:
-        self.server = server
+    def __init__(self, port: ClientPort, direct_tls: bool) -> None:
+        self.port = port
+        self.limits = port.limits
+        self.flow = port.flow
         self.direct_tls = direct_tls
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.stream = C2SStream(server.stream_settings, direct_tls, server.collect_stream_features, server.features_cache)
-        self.session: ClientSession | None = None
+        self.stream = C2SStream(port.settings, direct_tls, port.features, port.features_cache)
+        self.session: Session | None = None
         self.last_active = self.loop.time()
         self._wbuf: list[bytes] = []
         self._wbuf_size = 0
         self._flush_scheduled = False
-        self._inbox: list[Any] = []  # a list, not a deque: a deque costs 760 bytes even when empty
-        self._draining = False
         self._auth_timer: asyncio.TimerHandle | None = None
-        self._tokens = float(server.rate_burst)
+        self._tokens = float(port.limits.rate_burst)
         self._token_time = self.last_active
         self._rate_paused = False
         self._flow_paused = False  # paused until a congested recipient of ours drains
@@ -90,38 +60,41 @@ class C2SConnection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._stall_timer: asyncio.TimerHandle | None = None
         self._closed = False
-        self.pinging = False
 
     # --- asyncio.Protocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        high = self.server.send_high_water
+        high = self.limits.send_high_water
         transport.set_write_buffer_limits(high, high // 4)  # type: ignore[attr-defined]
-        self.server.connections.add(self)
+        self.port.connections.add(self)
         if self.direct_tls:
-            self.stream.channel_bindings = self.server.channel_bindings
-        self._auth_timer = self.loop.call_later(self.server.auth_timeout, self._auth_timed_out)
+            self.stream.channel_bindings = self.port.channel_bindings
+        self._auth_timer = self.loop.call_later(self.limits.auth_timeout, self._auth_timed_out)
 
     def data_received(self, data: bytes) -> None:
         now = self.loop.time()
         self.last_active = now
-        rate = self.server.rate_bytes
+        if self.session is not None:
+            self.session.last_active = now
+        rate = self.limits.rate_bytes
         if rate:
-            tokens = min(self.server.rate_burst, self._tokens + (now - self._token_time) * rate) - len(data)
+            tokens = min(self.limits.rate_burst, self._tokens + (now - self._token_time) * rate) - len(data)
             self._tokens, self._token_time = tokens, now
             if tokens < 0 and not self._rate_paused:
                 self._rate_paused = True
                 self._update_reading()
                 self.loop.call_later(-tokens / rate, self._rate_resume)
-        self.server.current_origin = self
+        self.flow.current_origin = self
         try:
             self._handle(self.stream.receive(data))
         finally:
-            self.server.current_origin = None
+            self.flow.current_origin = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self.server.connection_closed(self)
+        self.port.connections.discard(self)
+        if not self.port.connections and self.port.all_closed is not None:
+            self.port.all_closed.set()
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         if self._stall_timer is not None:
@@ -130,9 +103,7 @@ class C2SConnection(asyncio.Protocol):
         session = self.session
         if session is not None:
             self.session = None
-            # Also for a session a newer one with the same resource replaced: its presence must end.
-            self.server.router.unbind(session)
-            self.server.spawn_eager(self.server.events.fire_all(E.SESSION_CLOSED, SessionEvent(session)))
+            self.port.sessions.connection_lost(session, self)
 
     # --- flow control ---------------------------------------------------------
     # A client that reads slower than others write to it must not make the server buffer without end, nor be
@@ -141,7 +112,7 @@ class C2SConnection(asyncio.Protocol):
     # the senders; max_send_buffer bounds what other sources (presence, server pushes) can queue.
     def pause_writing(self) -> None:
         self._congested = True
-        self._stall_timer = self.loop.call_later(self.server.send_stall_timeout, self._stalled)
+        self._stall_timer = self.loop.call_later(self.limits.send_stall_timeout, self._stalled)
 
     def resume_writing(self) -> None:
         self._congested = False
@@ -166,7 +137,7 @@ class C2SConnection(asyncio.Protocol):
                 waiter.set_result(None)
 
     def _behind(self) -> bool:
-        return self._congested or self._wbuf_size > self.server.send_high_water
+        return self._congested or self._wbuf_size > self.limits.send_high_water
 
     async def writable(self) -> bool:
         """See Session.drained."""
@@ -197,8 +168,8 @@ class C2SConnection(asyncio.Protocol):
         self._wbuf_size += len(data)
         # Also what this turn of the loop has queued so far: one read can bring megabytes (TLS delivers
         # all it buffered while we were paused), long before the transport reports congestion.
-        if self._congested or self._wbuf_size > self.server.send_high_water:  # _behind(), inlined: per stanza
-            origin = self.server.current_origin
+        if self._congested or self._wbuf_size > self.limits.send_high_water:  # _behind(), inlined: per stanza
+            origin = self.flow.current_origin
             if origin is not None and not origin._flow_paused:
                 origin._flow_paused = True
                 origin._update_reading()
@@ -220,7 +191,7 @@ class C2SConnection(asyncio.Protocol):
         transport.write(data)
         if (self._blocked or self._drain_waiters) and not self._congested:
             self._queue_drained()  # it all went out at once: the transport will not call resume_writing
-        if transport.get_write_buffer_size() > self.server.max_send_buffer:
+        if transport.get_write_buffer_size() > self.limits.max_send_buffer:
             log.info("event=send-buffer-full session=%s", self.session)
             self._closed = True
             transport.abort()
@@ -254,11 +225,11 @@ class C2SConnection(asyncio.Protocol):
         for ev in events:
             cls = ev.__class__
             if cls is StanzaReceived:
-                self._enqueue(ev.stanza)
+                self.session.receive(ev.stanza)  # type: ignore[union-attr]
             elif cls is NeedCredentials:
-                self.server.spawn_eager(self._lookup(ev.user))
+                self.port.tasks.spawn_eager(self._lookup(ev.user))
             elif cls is CheckPassword:
-                self.server.spawn(self._check_password(ev))
+                self.port.tasks.spawn(self._check_password(ev))
             elif cls is BindRequest:
                 self._bind(ev.resource)
             elif cls is StartTLS:
@@ -266,22 +237,28 @@ class C2SConnection(asyncio.Protocol):
                 if self.transport is not None:
                     self.transport.pause_reading()
                 self._flush_stream()
-                self.server.spawn(self._start_tls())
+                self.port.tasks.spawn(self._start_tls())
                 return
             elif cls is NonzaReceived:
-                self._enqueue(NonzaEvent(self.session, ev.element))  # type: ignore[arg-type]
+                assert self.session is not None
+                self.session.receive(NonzaEvent(self.session, ev.element))
+            elif cls is PreBindReceived:
+                self.port.tasks.spawn_eager(self._pre_bind(ev.element))
             elif cls is StreamEnded:
                 if ev.error is not None:
                     log.info("event=stream-error condition=%s text=%r session=%s", ev.error.condition, ev.error.text, self.session)
                 self._flush_stream()
                 self._finish()
+                session, self.session = self.session, None
+                if session is not None:
+                    self.port.sessions.close(session)  # a closed stream ends its session: nothing to resume
                 return
             elif cls is Authenticated:
                 log.debug("event=authenticated user=%s", ev.user)
         self._flush_stream()
 
     async def _lookup(self, user: str) -> None:
-        creds = await self.server.storage.accounts.get(f"{user}@{self.server.domain}")
+        creds = await self.port.credentials(f"{user}@{self.stream.domain}")
         if not self._closed:
             self._handle(self.stream.provide_credentials(creds))
 
@@ -292,12 +269,12 @@ class C2SConnection(asyncio.Protocol):
             self._handle(self.stream.password_checked(ok))
 
     async def _start_tls(self) -> None:
-        assert self.transport is not None and self.server.ssl_context is not None
+        assert self.transport is not None and self.port.ssl_context is not None
         try:
             self._flush_writes()
             new = await self.loop.start_tls(
-                self.transport, self, self.server.ssl_context, server_side=True,
-                ssl_handshake_timeout=self.server.auth_timeout,
+                self.transport, self, self.port.ssl_context, server_side=True,
+                ssl_handshake_timeout=self.limits.auth_timeout,
             )
         except (TimeoutError, OSError, ConnectionError, ValueError) as e:
             log.info("event=tls-failed reason=%s", e.__class__.__name__)
@@ -307,62 +284,52 @@ class C2SConnection(asyncio.Protocol):
         if new is None:
             return
         self.transport = new  # type: ignore[assignment]
-        high = self.server.send_high_water
+        high = self.limits.send_high_water
         new.set_write_buffer_limits(high, high // 4)
-        self.stream.tls_started(self.server.channel_bindings)
+        self.stream.tls_started(self.port.channel_bindings)
 
     def _bind(self, resource: str | None) -> None:
         assert self.stream.user is not None
-        jid = JID(self.stream.user, self.server.domain, resource or secrets.token_urlsafe(9))
-        session = ClientSession(self, jid)
-        replaced = self.server.router.bind(session)
-        if replaced is not None:
-            log.info("event=resource-conflict jid=%s", jid)
-            replaced.close(StreamError("conflict", "replaced by a new connection for the same resource"))
-        self.session = session
+        self.session = self.port.sessions.bind(self.stream.user, self.stream.domain, resource, self)
+        self.session.last_active = self.last_active
+        self._authorized()
+        self._handle(self.stream.bound(self.session.jid))
+
+    async def _pre_bind(self, element: Element) -> None:
+        assert self.stream.user is not None
+        handler = self.port.pre_bind[element.ns, element.name]  # type: ignore[index]
+        reply, session = await handler(PreBind(self.stream.user, self.stream.domain, element, self))
+        if self._closed:
+            return
+        if session is not None:
+            self.session = session
+            self.port.sessions.resume(session, self)
+            session.last_active = self.last_active
+            self._authorized()
+        self._handle(self.stream.pre_bind_done(reply, session.jid if session is not None else None))
+
+    def _authorized(self) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
-        # Modules see the session before its first stanza: both go through the same ordered queue.
-        self._enqueue(SessionEvent(session))
-        self._handle(self.stream.bound(jid))
 
     def _auth_timed_out(self) -> None:
         self._auth_timer = None
         if self.session is None:
             self.close_stream(StreamError("connection-timeout", "authentication took too long"))
 
-    # --- ordered processing of stanzas ----------------------------------------
-    def _enqueue(self, item: Any) -> None:
-        self._inbox.append(item)
-        if not self._draining:
-            self._draining = True
-            self.server.spawn_eager(self._drain())
 
-    async def _drain(self) -> None:
-        router = self.server.router
-        events = self.server.events
-        try:
-            while self._inbox:
-                batch, self._inbox = self._inbox, []
-                for item in batch:
-                    session = self.session
-                    if session is None:
-                        break
-                    try:
-                        if item.__class__ is Element:
-                            await router.from_session(session, item)
-                        elif item.__class__ is SessionEvent:
-                            await events.fire_all(E.SESSION_BOUND, item)
-                        elif await events.fire(NONZA, item) is None:
-                            assert isinstance(item, NonzaEvent)
-                            self.close_stream(StreamError("unsupported-stanza-type", f"<{item.element.name}/> is not supported"))
-                    except StreamError as e:
-                        self.close_stream(e)
-                    except Exception:
-                        log.exception("event=handler-failed session=%s", session)
-                        if item.__class__ is Element and item.attrs.get("type") in ("get", "set"):
-                            # A request must be answered even when a module failed on it (RFC 6120 §8.2.3).
-                            session.send(error_reply(item, StanzaError("internal-server-error")))
-        finally:
-            self._draining = False
+PARSER_IDLE_RELEASE = 1.0  # seconds of silence after which a connection's parser is freed
+
+
+async def release_idle_parsers(port: ClientPort) -> None:
+    """Most connections are idle most of the time: their XML parser (about half of what an idle
+    connection costs in memory) is freed after a second of silence and made again on the next bytes."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(PARSER_IDLE_RELEASE)
+        now = loop.time()
+        for conn in list(port.connections):
+            assert isinstance(conn, C2SConnection)
+            if now - conn.last_active >= PARSER_IDLE_RELEASE:
+                conn.stream.release_parser()

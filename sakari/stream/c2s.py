@@ -5,7 +5,9 @@ network layer and the core; bytes to write come out of
 :meth:`C2SStream.data_to_send`. Negotiation follows the RFC's order:
 header → (STARTTLS → header) → SASL → header → resource binding → stanzas.
 Each state accepts a fixed set of top-level elements (the table in
-``_ACCEPTS``); anything else is a stream error by construction.
+``_ACCEPTS``); anything else is a stream error by construction. How the
+stream is framed on its transport (TCP, WebSocket) is the framing's job
+(:mod:`sakari.stream.framing`), so the same negotiation serves them all.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from enum import Enum, auto
 
 from sakari.credentials import Credentials, decoy
 from sakari.jid import JID, JIDError, prep_domain, prep_local, prep_resource
-from sakari.xml.errors import StanzaError, StreamError, error_reply
+from sakari.stream.framing import Framing, TcpFraming
 from sakari.stream.sasl import Identity, SaslFailure, ScramServer, parse_plain
 from sakari.xml import ns as NS
-from sakari.xml.element import Element, escape_attr, escape_text
-from sakari.xml.parser import StreamClosed, StreamOpened, StreamParser
+from sakari.xml.element import Element, escape_text
+from sakari.xml.errors import StanzaError, StreamError, error_reply
+from sakari.xml.parser import StreamClosed, StreamOpened
 
 MAX_AUTH_ATTEMPTS = 3
 MAX_HELD = 64
@@ -66,6 +69,14 @@ class BindRequest:
 
 
 @dataclass(slots=True)
+class PreBindReceived:
+    """An element a module registered for the stage between authentication and binding (e.g. XEP-0198
+    ``<resume/>``); the driver hands it to that module, then calls :meth:`C2SStream.pre_bind_done`."""
+
+    element: Element
+
+
+@dataclass(slots=True)
 class StanzaReceived:
     stanza: Element
 
@@ -82,7 +93,10 @@ class StreamEnded:
     error: StreamError | None  # the error we sent, or None for an orderly close
 
 
-Event = StartTLS | NeedCredentials | CheckPassword | Authenticated | BindRequest | StanzaReceived | NonzaReceived | StreamEnded
+Event = (
+    StartTLS | NeedCredentials | CheckPassword | Authenticated | BindRequest | PreBindReceived | StanzaReceived
+    | NonzaReceived | StreamEnded
+)
 
 
 class State(Enum):
@@ -92,14 +106,14 @@ class State(Enum):
     SASL_LOOKUP = auto()  # waiting for the driver's credentials (or, for PLAIN, its password check)
     SASL_RESPONSE = auto()  # challenge sent, waiting for the client's response
     BIND = auto()  # authenticated, waiting for resource binding
-    BIND_PENDING = auto()  # the driver decides on the resource
+    BIND_PENDING = auto()  # the driver decides on the resource, or on a registered pre-bind element
     READY = auto()  # stanzas flow
     CLOSED = auto()
 
 
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
-    domain: str
+    domain: str  # the domain of a stream whose header names none
     tls_available: bool
     require_encryption: bool = True
     allow_plain: bool = True
@@ -109,6 +123,11 @@ class StreamSettings:
     # immediate failure, so a login attempt does not reveal which accounts exist.
     decoy_secret: bytes = b""
     decoy_iterations: int = 10000
+    domains: frozenset[str] = frozenset()  # every domain with local accounts (virtual hosts); empty: just ``domain``
+    pre_bind: frozenset[tuple[str, str]] = frozenset()  # (namespace, name) of elements modules take before bind
+
+    def serves(self, domain: str) -> bool:
+        return domain == self.domain or domain in self.domains
 
 
 FeatureProvider = Callable[[bool], list[Element]]  # argument: authenticated?
@@ -121,8 +140,11 @@ class C2SStream:
         direct_tls: bool = False,
         extra_features: FeatureProvider | None = None,
         features_cache: dict[tuple[bool, bool, tuple[str, ...]], bytes] | None = None,
+        framing: Framing | None = None,
     ) -> None:
         self.settings = settings
+        self.framing = framing or TcpFraming(settings.max_stanza_size, settings.max_depth)
+        self.domain = settings.domain  # the one the client's header named
         # The features only depend on the stage, so streams of one server may share their bytes.
         self.features_cache = features_cache if features_cache is not None else {}
         self.tls_active = direct_tls
@@ -134,7 +156,6 @@ class C2SStream:
         self.stream_id = ""
         self._out: list[bytes] = []
         self._events: list[Event] = []
-        self._parser = self._new_parser()
         self._header_sent = False
         self._sasl: ScramServer | None = None
         self._plain_password: str | None = None
@@ -143,15 +164,12 @@ class C2SStream:
         self._bind_iq: Element | None = None
         self._held: list[Element] = []  # elements pipelined behind a request the driver still decides on
 
-    def _new_parser(self) -> StreamParser:
-        return StreamParser(self.settings.max_stanza_size, self.settings.max_depth)
-
     # --- I/O ------------------------------------------------------------------
     def receive(self, data: bytes) -> list[Event]:
         if self.state is State.CLOSED:
             return []
         try:
-            for item in self._parser.feed(data):
+            for item in self.framing.feed(data):
                 if self.state is State.CLOSED:
                     break
                 if item.__class__ is Element:
@@ -168,7 +186,7 @@ class C2SStream:
 
     def release_parser(self) -> bool:
         """Free the parser of an idle stream between stanzas (it returns with the next bytes)."""
-        return self.state is State.READY and self._parser.release()
+        return self.state is State.READY and self.framing.release()
 
     def data_to_send(self) -> bytes:
         if not self._out:
@@ -186,8 +204,8 @@ class C2SStream:
         if not self._header_sent:
             self._send_header()
         if error is not None:
-            self._out.append(_stream_wrapped("error", error.to_element().children))
-        self._out.append(b"</stream:stream>")
+            self._out.append(self.framing.wrap("error", error.to_element().children))
+        self._out.append(self.framing.footer())
         self.state = State.CLOSED
         self._events.append(StreamEnded(error))
 
@@ -247,6 +265,21 @@ class C2SStream:
         self.state = State.READY
         return self._replay()
 
+    def pre_bind_done(self, reply: Element | None, resumed: JID | None = None) -> list[Event]:
+        """A module answered a pre-bind element: send ``reply``; with ``resumed``, stanzas flow for that
+        session (no binding); without, the client goes on to bind."""
+        if self.state is State.CLOSED:
+            return []
+        assert self.state is State.BIND_PENDING and self._bind_iq is None
+        if reply is not None:
+            self.send(reply)
+        if resumed is not None:
+            self.jid = resumed
+            self.state = State.READY
+        else:
+            self.state = State.BIND
+        return self._replay()
+
     def _replay(self) -> list[Event]:
         held, self._held = self._held, []
         try:
@@ -267,6 +300,15 @@ class C2SStream:
     def _header(self, opened: StreamOpened) -> None:
         if self.state is not State.HEADER:
             raise StreamError("not-well-formed", "unexpected stream header")
+        to = opened.attrs.get("to")
+        domain = self.domain
+        if to is not None:
+            try:
+                domain = prep_domain(to)
+            except JIDError:
+                domain = ""
+            if self.settings.serves(domain) and self.user is None:
+                self.domain = domain  # our header names the domain the client asked for; fixed once authenticated
         self._send_header()
         if opened.name != "stream" or opened.ns != NS.STREAMS:
             raise StreamError("invalid-namespace", "the stream element must be stream:stream")
@@ -275,25 +317,15 @@ class C2SStream:
         version = opened.attrs.get("version", "0.9")
         if _version(version) < (1, 0):
             raise StreamError("unsupported-version")
-        to = opened.attrs.get("to")
-        if to is not None:
-            try:
-                served = prep_domain(to) == self.settings.domain
-            except JIDError:
-                served = False
-            if not served:
-                raise StreamError("host-unknown", f"this server does not serve {to}")
+        if to is not None and domain != self.domain:
+            raise StreamError("host-unknown", f"this server does not serve {to}")
         self._send_features()
 
     def _send_header(self) -> None:
         self._header_sent = True
         self.stream_id = secrets.token_urlsafe(12)
         self._out.append(
-            (
-                "<?xml version='1.0'?>"
-                f"<stream:stream xmlns='{NS.CLIENT}' xmlns:stream='{NS.STREAMS}' "
-                f"from='{escape_attr(self.settings.domain)}' id='{self.stream_id}' version='1.0' xml:lang='en'>"
-            ).encode()
+            self.framing.header({"from": self.domain, "id": self.stream_id, "version": "1.0", "xml:lang": "en"})
         )
 
     def _send_features(self) -> None:
@@ -326,7 +358,7 @@ class C2SStream:
             features.add("session", NS.SESSION).add("optional", NS.SESSION)
         if self.extra_features is not None:
             features.children.extend(self.extra_features(self.user is not None))
-        return _stream_wrapped("features", features.children)
+        return self.framing.wrap("features", features.children)
 
     def _mechanisms(self) -> list[str]:
         mechs = []
@@ -339,7 +371,7 @@ class C2SStream:
         return mechs
 
     def _restart(self) -> None:
-        self._parser = self._new_parser()
+        self.framing.restart()
         self.state = State.HEADER
 
     # --- top-level elements, by state -----------------------------------------
@@ -359,6 +391,10 @@ class C2SStream:
         handler = _ACCEPTS.get((self.state, el.ns, el.name))
         if handler is not None:
             handler(self, el)
+            return
+        if state is State.BIND and (el.ns, el.name) in self.settings.pre_bind:
+            self.state = State.BIND_PENDING
+            self._events.append(PreBindReceived(el))
             return
         if self.state is State.READY:
             if el.ns != NS.CLIENT:
@@ -417,7 +453,7 @@ class C2SStream:
             user = prep_local(identity.username)
         except JIDError:
             raise SaslFailure("not-authorized") from None
-        if identity.authzid and identity.authzid not in (user, f"{user}@{self.settings.domain}"):
+        if identity.authzid and identity.authzid not in (user, f"{user}@{self.domain}"):
             raise SaslFailure("invalid-authzid")
         self._identity = identity
         self._pending_user = user
@@ -486,12 +522,6 @@ class C2SStream:
             self._bind(iq)
         elif iq.attrs.get("type") in ("get", "set"):
             self.send(error_reply(iq, StanzaError("not-authorized", "bind a resource first")))
-
-
-def _stream_wrapped(name: str, children: list[Element | str]) -> bytes:
-    """A stream-namespace element with the ``stream:`` prefix the header declared."""
-    inner = "".join(c.serialize(NS.STREAMS) for c in children if c.__class__ is Element)  # type: ignore[union-attr]
-    return f"<stream:{name}>{inner}</stream:{name}>".encode()
 
 
 def _decode_payload(text: str) -> bytes:

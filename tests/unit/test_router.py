@@ -9,8 +9,12 @@ import pytest
 from sakari.core import events as E
 from sakari.core.events import Events, StanzaEvent
 from sakari.jid import parse_jid
-from sakari.core.router import ROUTE_REMOTE, LocalRouter
+from sakari.core.hosts import Hosts
+from sakari.core.local_router import LocalRouter
+from sakari.core.router import ROUTE_REMOTE
 from sakari.core.session import Session
+from sakari.core.sessions import SessionManager
+from sakari.core.tasks import Tasks
 from sakari.xml.errors import StanzaError, StreamError
 from sakari.xml.element import Element
 from sakari.xml.parser import StreamParser
@@ -20,37 +24,49 @@ STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 HEADER = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
 
 
-class FakeSession(Session):
-    """Collects what the router sends it, as elements (serialized fan-out is parsed back)."""
+class Collector:
+    """A connection that keeps what it is given, as elements (serialized fan-out is parsed back)."""
 
-    def __init__(self, jid: str, priority: int = 0, available: bool = True) -> None:
-        super().__init__(parse_jid(jid))
-        self.priority = priority
-        self.available = available
+    def __init__(self) -> None:
         self.received: list[Element] = []
         self.closed: list[StreamError | None] = []
 
-    def send(self, stanza: Element) -> None:
-        self.received.append(stanza.copy())
-
-    def send_serialized(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         parser = StreamParser()
         parser.feed(HEADER)
         self.received.extend(parser.feed(data))  # type: ignore[arg-type]
 
-    def close(self, error: StreamError | None = None) -> None:
+    async def writable(self) -> bool:
+        return True
+
+    def close_stream(self, error: StreamError | None = None) -> None:
         self.closed.append(error)
+
+
+class FakeSession(Session):
+    def __init__(self, world: World, jid: str) -> None:
+        self.conn = Collector()
+        super().__init__(parse_jid(jid), world.sessions, self.conn)
+
+    @property
+    def received(self) -> list[Element]:
+        return self.conn.received
 
 
 class World:
     def __init__(self) -> None:
         self.events = Events()
-        self.router = LocalRouter({HOST}, self.events)
+        self.hosts = Hosts()
+        self.hosts.add_users(HOST)
+        self.router = LocalRouter(self.hosts, self.events)
+        self.sessions = SessionManager(self.router, self.events, Tasks())
         self.juliet = self.online("juliet@example.org/balcony")
 
     def online(self, jid: str, priority: int = 0, available: bool = True) -> FakeSession:
-        session = FakeSession(jid, priority, available)
+        session = FakeSession(self, jid)
         assert self.router.bind(session) is None
+        if available:
+            self.router.set_presence(session, Element("presence"), priority)
         return session
 
     async def send(self, session: FakeSession, xml: str) -> None:
@@ -333,9 +349,9 @@ async def test_route_remote_hook_takes_stanzas_for_other_domains(world: World) -
 
 async def test_binding_the_same_full_jid_again_returns_the_replaced_session(world: World) -> None:
     first = world.online("romeo@example.org/phone")
-    second = FakeSession("romeo@example.org/phone")
+    second = FakeSession(world, "romeo@example.org/phone")
     assert world.router.bind(second) is first
-    assert world.router.session(parse_jid("romeo@example.org/phone")) is second
+    assert world.router.resource(parse_jid("romeo@example.org/phone")).session is second  # type: ignore[union-attr]
     assert world.router.unbind(first) is False  # the replaced session no longer owns the resource
     assert world.router.unbind(second) is True
     assert not world.router.is_online(parse_jid("romeo@example.org"))

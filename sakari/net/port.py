@@ -1,0 +1,47 @@
+"""What a client transport needs from the rest of the server, and nothing more.
+
+The composition root fills one :class:`ClientPort` in; connections see only
+this, not the Server class, so a new transport (WebSocket, BOSH) or a test
+can supply its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sakari.core.sessions import PreBindHandler, SessionManager
+from sakari.core.tasks import Tasks
+from sakari.credentials import Credentials
+from sakari.net.transport import FlowControl
+from sakari.stream.c2s import StreamSettings
+from sakari.xml.element import Element
+
+
+@dataclass(slots=True)
+class ConnectionLimits:
+    auth_timeout: float = 30.0  # seconds to authenticate and bind
+    rate_bytes: int = 0  # bytes per second a client may send; 0: unlimited
+    rate_burst: int = 0
+    max_send_buffer: int = 4194304
+    send_high_water: int = 262144
+    send_stall_timeout: float = 60.0
+
+
+@dataclass(slots=True)
+class ClientPort:
+    settings: StreamSettings
+    sessions: SessionManager
+    tasks: Tasks
+    credentials: Callable[[str], Awaitable[Credentials | None]]  # by bare JID text
+    features: Callable[[bool], list[Element]]  # modules' stream features; the argument: authenticated?
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    flow: FlowControl = field(default_factory=FlowControl)
+    ssl_context: ssl.SSLContext | None = None
+    channel_bindings: dict[str, bytes] = field(default_factory=dict)
+    pre_bind: dict[tuple[str, str], PreBindHandler] = field(default_factory=dict)
+    features_cache: dict[tuple[bool, bool, tuple[str, ...]], bytes] = field(default_factory=dict)
+    connections: set[object] = field(default_factory=set)  # the open ones, for idle parser release and shutdown
+    all_closed: asyncio.Event | None = None  # set when the last connection closes (during shutdown)
