@@ -27,8 +27,8 @@ from sakari.net.c2s import C2SConnection, release_idle_parsers
 from sakari.net.http import HttpStack
 from sakari.net.port import ClientPort, ConnectionLimits
 from sakari.net.transport import Listener, Listeners
+from sakari.storage import open_storage
 from sakari.storage.base import Storage
-from sakari.storage.sqlite import SYNCHRONOUS, SqliteStorage
 from sakari.stream.c2s import StreamSettings
 from sakari.xml.element import Element
 from sakari.xml.errors import StreamError
@@ -36,13 +36,6 @@ from sakari.xml.errors import StreamError
 log = logging.getLogger("sakari.server")
 
 SHUTDOWN_GRACE = 5.0  # seconds for clients to take their </stream:stream> and for last writes
-
-
-def open_storage(config: Config) -> SqliteStorage:
-    backend = config[S.STORAGE_BACKEND]
-    if backend != "sqlite":
-        raise ValueError(f"storage.backend: unknown backend {backend!r}")
-    return SqliteStorage(Path(config[S.DATA_DIR]) / "sakari.sqlite", config[SYNCHRONOUS])
 
 
 class Server:
