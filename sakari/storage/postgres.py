@@ -21,7 +21,7 @@ from sakari.config import Config, declare, positive
 from sakari.errors import StartError
 from sakari.storage.cache import CACHE_OWNERS
 from sakari.storage.registry import URL, Backend, register
-from sakari.storage.sql import Many, Results, SqlDatabase, Statement, migrations_to_run
+from sakari.storage.sql import Many, Results, SqlDatabase, Statement, migrations_for, migrations_to_run
 from sakari.storage.stores import SqlStorage
 
 POOL_SIZE = declare(
@@ -29,46 +29,7 @@ POOL_SIZE = declare(
 )
 CONNECT_TIMEOUT = 10.0  # seconds; a server that does not answer by then is reported as unreachable
 
-# Per store kind, its migrations in order (sakari/storage/sql.py: migrations_to_run).
-# Flags are integers, not booleans, so rows copy between backends unchanged.
-MIGRATIONS: dict[str, list[str]] = {
-    "accounts": [
-        """CREATE TABLE accounts (
-            owner TEXT PRIMARY KEY, salt BYTEA NOT NULL, iterations INTEGER NOT NULL,
-            sha1_stored BYTEA NOT NULL, sha1_server BYTEA NOT NULL,
-            sha256_stored BYTEA NOT NULL, sha256_server BYTEA NOT NULL)""",
-    ],
-    "roster": [
-        """CREATE TABLE roster (
-            owner TEXT NOT NULL, jid TEXT NOT NULL, name TEXT, subscription TEXT NOT NULL,
-            ask INTEGER NOT NULL, pending_in INTEGER NOT NULL, approved INTEGER NOT NULL,
-            listed INTEGER NOT NULL, groups TEXT NOT NULL, PRIMARY KEY (owner, jid));
-        CREATE TABLE roster_version (owner TEXT PRIMARY KEY, version BIGINT NOT NULL)""",
-    ],
-    "offline": [
-        """CREATE TABLE offline (id BIGSERIAL PRIMARY KEY, owner TEXT NOT NULL, stanza BYTEA NOT NULL);
-        CREATE INDEX offline_owner ON offline (owner, id)""",
-    ],
-    "map": [
-        """CREATE TABLE documents (owner TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, data BYTEA NOT NULL,
-            PRIMARY KEY (owner, kind, key))""",
-    ],
-    "blocklist": [
-        "CREATE TABLE blocklist (owner TEXT NOT NULL, jid TEXT NOT NULL, PRIMARY KEY (owner, jid))",
-    ],
-    "keyvalue": [
-        """CREATE TABLE keyvalue (name TEXT NOT NULL, owner TEXT NOT NULL, value BYTEA NOT NULL,
-            PRIMARY KEY (name, owner));
-        CREATE INDEX keyvalue_owner ON keyvalue (owner)""",
-    ],
-    "archive": [
-        """CREATE TABLE archive (name TEXT NOT NULL, owner TEXT NOT NULL, seq BIGINT NOT NULL,
-            with_jid TEXT NOT NULL, stanza BYTEA NOT NULL, PRIMARY KEY (name, owner, seq));
-        CREATE INDEX archive_with ON archive (name, owner, with_jid, seq);
-        CREATE INDEX archive_age ON archive (name, seq);
-        CREATE INDEX archive_owner ON archive (owner)""",
-    ],
-}
+MIGRATIONS = migrations_for({"blob": "BYTEA", "bigint": "BIGINT", "serial_key": "BIGSERIAL PRIMARY KEY"})
 
 # Nodes starting together take turns at migrating (any constant shared by all Sakari nodes).
 _MIGRATION_LOCK = 0x53414B415249

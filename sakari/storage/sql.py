@@ -66,6 +66,56 @@ TABLES: dict[str, Table] = {
 LEGACY_STORES = ("accounts", "roster", "offline", "map", "blocklist")
 
 
+# Per store kind, its migrations in order (see migrations_to_run), in SQL both backends
+# speak but for the types each names differently (migrations_for fills them in). A
+# migration that needs more than the types of a backend belongs in that backend's dict.
+# Flags are integers, not booleans, so rows copy between backends unchanged.
+SCHEMA: dict[str, list[str]] = {
+    "accounts": [
+        """CREATE TABLE accounts (
+            owner TEXT PRIMARY KEY, salt {blob} NOT NULL, iterations INTEGER NOT NULL,
+            sha1_stored {blob} NOT NULL, sha1_server {blob} NOT NULL,
+            sha256_stored {blob} NOT NULL, sha256_server {blob} NOT NULL)""",
+    ],
+    "roster": [
+        """CREATE TABLE roster (
+            owner TEXT NOT NULL, jid TEXT NOT NULL, name TEXT, subscription TEXT NOT NULL,
+            ask INTEGER NOT NULL, pending_in INTEGER NOT NULL, approved INTEGER NOT NULL,
+            listed INTEGER NOT NULL, groups TEXT NOT NULL, PRIMARY KEY (owner, jid));
+        CREATE TABLE roster_version (owner TEXT PRIMARY KEY, version {bigint} NOT NULL)""",
+    ],
+    "offline": [
+        """CREATE TABLE offline (id {serial_key}, owner TEXT NOT NULL, stanza {blob} NOT NULL);
+        CREATE INDEX offline_owner ON offline (owner, id)""",
+    ],
+    "map": [
+        """CREATE TABLE documents (owner TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, data {blob} NOT NULL,
+            PRIMARY KEY (owner, kind, key))""",
+    ],
+    "blocklist": [
+        "CREATE TABLE blocklist (owner TEXT NOT NULL, jid TEXT NOT NULL, PRIMARY KEY (owner, jid))",
+    ],
+    "keyvalue": [
+        """CREATE TABLE keyvalue (name TEXT NOT NULL, owner TEXT NOT NULL, value {blob} NOT NULL,
+            PRIMARY KEY (name, owner));
+        CREATE INDEX keyvalue_owner ON keyvalue (owner)""",
+    ],
+    "archive": [
+        """CREATE TABLE archive (name TEXT NOT NULL, owner TEXT NOT NULL, seq {bigint} NOT NULL,
+            with_jid TEXT NOT NULL, stanza {blob} NOT NULL, PRIMARY KEY (name, owner, seq));
+        CREATE INDEX archive_with ON archive (name, owner, with_jid, seq);
+        CREATE INDEX archive_age ON archive (name, seq);
+        CREATE INDEX archive_owner ON archive (owner)""",
+    ],
+}
+
+
+def migrations_for(types: Mapping[str, str]) -> dict[str, list[str]]:
+    """SCHEMA with a backend's names for the types ``blob``, ``bigint`` and ``serial_key``."""
+    return {store: [script.format(**types) for script in scripts] for store, scripts in SCHEMA.items()}
+
+
+
 class SchemaTooNew(StartError):
     """The database was written by a newer Sakari; opening it could damage data."""
 

@@ -25,7 +25,7 @@ from sakari.errors import StartError
 from sakari.settings import DATA_DIR
 from sakari.storage.cache import CACHE_OWNERS
 from sakari.storage.registry import Backend, register
-from sakari.storage.sql import LEGACY_STORES, Many, Results, SchemaTooNew, SqlDatabase, Statement, migrations_to_run, settle
+from sakari.storage.sql import LEGACY_STORES, Many, Results, SchemaTooNew, SqlDatabase, Statement, migrations_for, migrations_to_run, settle
 from sakari.storage.stores import SqlStorage
 
 SYNCHRONOUS = declare(
@@ -43,45 +43,7 @@ READERS = declare(
 
 FILE_NAME = "sakari.sqlite"
 
-# Per store kind, its migrations in order (sakari/storage/sql.py: migrations_to_run).
-MIGRATIONS: dict[str, list[str]] = {
-    "accounts": [
-        """CREATE TABLE accounts (
-            owner TEXT PRIMARY KEY, salt BLOB NOT NULL, iterations INTEGER NOT NULL,
-            sha1_stored BLOB NOT NULL, sha1_server BLOB NOT NULL,
-            sha256_stored BLOB NOT NULL, sha256_server BLOB NOT NULL)""",
-    ],
-    "roster": [
-        """CREATE TABLE roster (
-            owner TEXT NOT NULL, jid TEXT NOT NULL, name TEXT, subscription TEXT NOT NULL,
-            ask INTEGER NOT NULL, pending_in INTEGER NOT NULL, approved INTEGER NOT NULL,
-            listed INTEGER NOT NULL, groups TEXT NOT NULL, PRIMARY KEY (owner, jid));
-        CREATE TABLE roster_version (owner TEXT PRIMARY KEY, version INTEGER NOT NULL)""",
-    ],
-    "offline": [
-        """CREATE TABLE offline (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, stanza BLOB NOT NULL);
-        CREATE INDEX offline_owner ON offline (owner, id)""",
-    ],
-    "map": [
-        """CREATE TABLE documents (owner TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL,
-            PRIMARY KEY (owner, kind, key))""",
-    ],
-    "blocklist": [
-        "CREATE TABLE blocklist (owner TEXT NOT NULL, jid TEXT NOT NULL, PRIMARY KEY (owner, jid))",
-    ],
-    "keyvalue": [
-        """CREATE TABLE keyvalue (name TEXT NOT NULL, owner TEXT NOT NULL, value BLOB NOT NULL,
-            PRIMARY KEY (name, owner));
-        CREATE INDEX keyvalue_owner ON keyvalue (owner)""",
-    ],
-    "archive": [
-        """CREATE TABLE archive (name TEXT NOT NULL, owner TEXT NOT NULL, seq INTEGER NOT NULL,
-            with_jid TEXT NOT NULL, stanza BLOB NOT NULL, PRIMARY KEY (name, owner, seq));
-        CREATE INDEX archive_with ON archive (name, owner, with_jid, seq);
-        CREATE INDEX archive_age ON archive (name, seq);
-        CREATE INDEX archive_owner ON archive (owner)""",
-    ],
-}
+MIGRATIONS = migrations_for({"blob": "BLOB", "bigint": "INTEGER", "serial_key": "INTEGER PRIMARY KEY AUTOINCREMENT"})
 
 
 def _statements(script: str) -> list[str]:

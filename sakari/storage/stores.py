@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sakari.credentials import Credentials, ScramKeys
 from sakari.storage.base import ArchiveItem, ArchivePage, RosterItem
 from sakari.storage.cache import CachedBlocklist, CachedRoster
 from sakari.storage.sql import TABLES, Many, SqlDatabase
+
+T = TypeVar("T")
 
 
 def _escape_like(text: str) -> str:
@@ -243,6 +245,14 @@ def parse_id(text: str) -> int:
     return int(text, 16)
 
 
+def _seq_or_none(text: str) -> int | None:
+    """A malformed id names no item: lookups by it find nothing rather than fail."""
+    try:
+        return parse_id(text)
+    except ValueError:
+        return None
+
+
 class SequenceClock:
     """Archive sequence numbers for appends stamped now: strictly increasing within the process."""
 
@@ -254,6 +264,9 @@ class SequenceClock:
         return self._last
 
 
+_CLOCK = SequenceClock()  # one per process: ids stay increasing across every archive and handle
+
+
 class SqlArchive:
     """Archive items by (name, owner, seq).
 
@@ -261,13 +274,12 @@ class SqlArchive:
     filled by append, and one more condition in _where.
     """
 
-    def __init__(self, db: SqlDatabase, name: str, clock: SequenceClock) -> None:
+    def __init__(self, db: SqlDatabase, name: str) -> None:
         self.db = db
         self.name = name
-        self._clock = clock
 
     async def append(self, owner: str, with_jid: str, stanza: bytes, when: float | None = None) -> str:
-        seq = self._clock.next() if when is None else seq_at(when)
+        seq = _CLOCK.next() if when is None else seq_at(when)
         while True:
             # Another node (or an import stamped in the past) may hold this number: take the next free one.
             (rows,) = await self.db.write(
@@ -336,9 +348,8 @@ class SqlArchive:
         return ArchivePage(items, complete=len(rows) <= limit)
 
     async def get(self, owner: str, id: str) -> ArchiveItem | None:
-        try:
-            seq = parse_id(id)
-        except ValueError:
+        seq = _seq_or_none(id)
+        if seq is None:
             return None
         (rows,) = await self.db.read(
             ("SELECT with_jid, stanza FROM archive WHERE name = ? AND owner = ? AND seq = ?", (self.name, owner, seq))
@@ -346,9 +357,8 @@ class SqlArchive:
         return ArchiveItem(id, time_of(seq), rows[0][0], bytes(rows[0][1])) if rows else None
 
     async def delete(self, owner: str, id: str) -> bool:
-        try:
-            seq = parse_id(id)
-        except ValueError:
+        seq = _seq_or_none(id)
+        if seq is None:
             return False
         (rows,) = await self.db.write(
             ("DELETE FROM archive WHERE name = ? AND owner = ? AND seq = ? RETURNING 1", (self.name, owner, seq))
@@ -381,34 +391,29 @@ class SqlStorage:
         self.blocklist = CachedBlocklist(SqlBlocklist(db), cache_owners)
         self.accounts = SqlAccounts(db, self._forget)
         self.offline = SqlOffline(db)
-        self._clock = SequenceClock()
-        self._keyvalues: dict[str, SqlKeyValue] = {}
-        self._maps: dict[str, SqlMap] = {}
-        self._archives: dict[str, SqlArchive] = {}
+        self._stores: dict[tuple[Callable[..., Any], str], Any] = {}
 
     def _forget(self, owner: str) -> None:
         self.roster.invalidate(owner)
         self.blocklist.invalidate(owner)
 
     def keyvalue(self, name: str) -> SqlKeyValue:
-        store = self._keyvalues.get(name)
-        if store is None:
-            store = self._keyvalues[name] = SqlKeyValue(self.db, name)
-        return store
+        return self._named(SqlKeyValue, name)
 
     def map(self, name: str) -> SqlMap:
-        store = self._maps.get(name)
-        if store is None:
-            store = self._maps[name] = SqlMap(self.db, name)
-        return store
+        return self._named(SqlMap, name)
 
     documents = map
 
     def archive(self, name: str) -> SqlArchive:
-        store = self._archives.get(name)
+        return self._named(SqlArchive, name)
+
+    def _named(self, kind: Callable[[SqlDatabase, str], T], name: str) -> T:
+        """The one store of that kind and name (opened on first use)."""
+        store = self._stores.get((kind, name))
         if store is None:
-            store = self._archives[name] = SqlArchive(self.db, name, self._clock)
-        return store
+            store = self._stores[(kind, name)] = kind(self.db, name)
+        return store  # type: ignore[no-any-return]
 
     async def open(self) -> None:
         await self.db.open()
