@@ -47,7 +47,8 @@ class Framing(Protocol):
 
 
 def _attr_text(attrs: dict[str, str]) -> str:
-    return "".join(f" {k}='{escape_attr(v)}'" for k, v in attrs.items())
+    # Double quotes: escape_attr escapes for them (a ' in a value would end a single-quoted one).
+    return "".join(f' {k}="{escape_attr(v)}"' for k, v in attrs.items())
 
 
 class TcpFraming:
