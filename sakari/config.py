@@ -181,7 +181,9 @@ class Config:
                 _check(host_values, lines, f"host.{name}.", where, problems)
                 for key in host_values:
                     if key.startswith(PROCESS_WIDE):
-                        problems.append(f"{where}: '{key}' is the same for every host; it cannot be set for {name}")
+                        line = lines.get(f"host.{name}.{key}")
+                        at = f"{where}:{line}" if line else where
+                        problems.append(f"{at}: '{key}' is the same for every host; it cannot be set for {name}")
                 hosts[name] = host_values
         if problems:
             raise ConfigError(problems)
