@@ -31,7 +31,7 @@ class JIDError(StanzaError):
 class JID:
     """A prepared JID. Immutable; its bare form and text are computed once, since every stanza asks."""
 
-    __slots__ = ("local", "domain", "resource", "bare", "_text", "_hash")
+    __slots__ = ("local", "domain", "resource", "bare", "text", "_hash")
 
     def __init__(self, local: str, domain: str, resource: str = "") -> None:
         self.local = local
@@ -39,19 +39,19 @@ class JID:
         self.resource = resource
         self.bare: JID = JID(local, domain) if resource else self
         text = f"{local}@{domain}" if local else domain
-        self._text = f"{text}/{resource}" if resource else text
-        self._hash = hash(self._text)
+        self.text = f"{text}/{resource}" if resource else text
+        self._hash = hash(self.text)
 
     def __str__(self) -> str:
-        return self._text
+        return self.text
 
     def __repr__(self) -> str:
-        return f"JID({self._text!r})"
+        return f"JID({self.text!r})"
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not JID:
             return NotImplemented
-        return self._text == other._text  # type: ignore[attr-defined]
+        return self.text == other.text  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
         return self._hash

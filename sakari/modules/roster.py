@@ -2,18 +2,18 @@
 
 Provides the ``roster`` service: the presence module changes subscription
 states through it, and every change is pushed to the account's interested
-resources. Rosters of online accounts are kept in memory; the store is
-written before any push goes out.
+resources. Storage keeps rosters cached (the module keeps none of its own);
+the store is written before any push goes out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from sakari.core import events as E
-from sakari.core.events import SessionEvent, StanzaEvent
+from sakari.core.events import StanzaEvent
 from sakari.jid import JIDError, parse_jid
 from sakari.core.modules import ModuleAPI
 from sakari.modules.util import owner_of, payload, refuse
@@ -29,7 +29,7 @@ MAX_ITEMS = 1000
 @dataclass
 class Roster:
     version: int
-    items: dict[str, RosterItem]
+    items: Mapping[str, RosterItem]  # shared with storage's cache: read only
 
 
 def item_element(item: RosterItem) -> Element:
@@ -52,38 +52,28 @@ class Rosters:
     def __init__(self, mod: ModuleAPI) -> None:
         self.mod = mod
         self.store = mod.storage.roster
-        self._cache: dict[str, Roster] = {}
         self._push_ids = itertools.count(1)
 
     async def get(self, owner: str) -> Roster:
-        roster = self._cache.get(owner)
-        if roster is None:
-            version, items = await self.store.get(owner)
-            roster = Roster(version, items)
-            if self.mod.router.is_online(parse_jid(owner)):
-                self._cache[owner] = roster
-        return roster
-
-    def forget(self, owner: str) -> None:
-        self._cache.pop(owner, None)
+        cached = self.store.peek(owner)
+        if cached is not None:
+            return Roster(*cached)
+        return Roster(*await self.store.get(owner))
 
     async def item(self, owner: str, jid: str) -> RosterItem | None:
         return (await self.get(owner)).items.get(jid)
 
     async def put(self, owner: str, item: RosterItem) -> None:
-        roster = await self.get(owner)
-        previous = roster.items.get(item.jid)
-        roster.items[item.jid] = item
-        roster.version = await self.store.put(owner, item)
+        previous = await self.item(owner, item.jid)
+        version = await self.store.put(owner, item)
         if item.listed or (previous is not None and previous.listed):
-            self.push(owner, roster.version, item_element(item))
+            self.push(owner, version, item_element(item))
 
     async def remove(self, owner: str, jid: str) -> None:
-        roster = await self.get(owner)
-        old = roster.items.pop(jid, None)
-        roster.version = await self.store.delete(owner, jid)
+        old = await self.item(owner, jid)
+        version = await self.store.delete(owner, jid)
         if old is not None and old.listed:
-            self.push(owner, roster.version, Element("item", NS, {"jid": jid, "subscription": "remove"}))
+            self.push(owner, version, Element("item", NS, {"jid": jid, "subscription": "remove"}))
 
     def push(self, owner: str, version: int, item: Element) -> None:
         # After the current turn: a client's own roster set gets its result before the push (as Prosody does).
@@ -153,13 +143,8 @@ def setup(mod: ModuleAPI) -> None:
 
     forbidden = refuse("forbidden", "a roster belongs to its owner")
 
-    async def session_closed(event: SessionEvent) -> None:
-        if not mod.router.is_online(event.session.bare):
-            rosters.forget(str(event.session.bare))
-
     mod.add_stream_feature(lambda authenticated: Element("ver", NS_VER) if authenticated else None)
     mod.hook(f"iq-get/self/{NS}:query", get)
     mod.hook(f"iq-set/self/{NS}:query", set_)
     mod.hook(f"iq-get/bare/{NS}:query", forbidden)
     mod.hook(f"iq-set/bare/{NS}:query", forbidden)
-    mod.hook(E.SESSION_CLOSED, session_closed)
