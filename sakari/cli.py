@@ -117,15 +117,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # --- accounts ----------------------------------------------------------------------
-def _owner(jid_text: str, domain: str) -> str:
+def _domains(config: C.Config) -> list[str]:
+    """The domains with accounts here: ``domain`` first, then each [host."…"] table's."""
+    try:
+        return [prep_domain(config[S.DOMAIN]), *(prep_domain(name) for name in config.hosts)]
+    except JIDError as e:
+        raise CLIError(f"the configuration names a domain that is not valid: {e.text}") from None
+
+
+def _owner(jid_text: str, domains: list[str]) -> str:
+    domain = domains[0]
     try:
         jid = parse_jid(jid_text if "@" in jid_text else f"{jid_text}@{domain}")
     except JIDError as e:
         raise CLIError(f"invalid address {jid_text!r}: {e.text}") from None
     if not jid.local or jid.resource:
         raise CLIError(f"invalid address {jid_text!r}: give a bare address like alice@{domain}")
-    if jid.domain != domain:
-        raise CLIError(f"this server serves {domain}, not {jid.domain} (use --domain or the config's domain)")
+    if jid.domain not in domains:
+        raise CLIError(
+            f"this server serves {', '.join(domains)}, not {jid.domain} "
+            "(use --domain, the config's domain, or a [host.\"…\"] table for another domain)"
+        )
     return str(jid)
 
 
@@ -170,7 +182,7 @@ def _with_storage(config: C.Config, action: Callable[[Any], Any]) -> Any:
         raise CLIError(str(e)) from None
 
 
-def _parse_account_lines(lines: list[str], source: str, domain: str) -> list[tuple[str, str]]:
+def _parse_account_lines(lines: list[str], source: str, domains: list[str]) -> list[tuple[str, str]]:
     accounts, problems, seen = [], [], set()
     for number, raw in enumerate(lines, 1):
         line = raw.strip()
@@ -179,7 +191,7 @@ def _parse_account_lines(lines: list[str], source: str, domain: str) -> list[tup
         jid, _, password = line.partition(" ")
         password = password.strip()
         try:
-            owner = _owner(jid, domain)
+            owner = _owner(jid, domains)
             if not password:
                 raise CLIError("no password on this line")
             if owner in seen:
@@ -196,7 +208,7 @@ def _parse_account_lines(lines: list[str], source: str, domain: str) -> list[tup
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     config = load_config(args)
-    domain = prep_domain(config[S.DOMAIN])
+    domains = _domains(config)
     if args.from_file is not None:
         if args.jid or args.password:
             raise CLIError("give either JID or --from-file, not both")
@@ -204,7 +216,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
             text = sys.stdin.read() if str(args.from_file) == "-" else args.from_file.read_text(encoding="utf-8")
         except OSError as e:
             raise CLIError(f"{args.from_file}: cannot read: {e.strerror}") from None
-        accounts = _parse_account_lines(text.splitlines(), str(args.from_file), domain)
+        accounts = _parse_account_lines(text.splitlines(), str(args.from_file), domains)
         # PBKDF2 releases the GIL: derive the keys on every core (a class of 30 takes a moment, 10,000 a minute).
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             creds = list(zip((o for o, _ in accounts), pool.map(lambda a: _credentials(config, a[1], a[0]), accounts)))
@@ -221,7 +233,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         return 0
     if not args.jid:
         raise CLIError("give the account's address (JID) or --from-file")
-    owner = _owner(args.jid, domain)
+    owner = _owner(args.jid, domains)
     creds = _credentials(config, _password(args, owner), owner)
     if not _with_storage(config, lambda st: st.accounts.create(owner, creds)):
         raise CLIError(f"{owner} already exists")
@@ -231,7 +243,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
     config = load_config(args)
-    owner = _owner(args.jid, prep_domain(config[S.DOMAIN]))
+    owner = _owner(args.jid, _domains(config))
     creds = _credentials(config, _password(args, owner), owner)
     if not _with_storage(config, lambda st: st.accounts.set_credentials(owner, creds)):
         raise CLIError(f"{owner} does not exist")
@@ -241,7 +253,7 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 
 def cmd_user_delete(args: argparse.Namespace) -> int:
     config = load_config(args)
-    owner = _owner(args.jid, prep_domain(config[S.DOMAIN]))
+    owner = _owner(args.jid, _domains(config))
     # A running server must end the account's sessions too, so it does the deleting when it runs.
     answer = control.request(Path(config[S.DATA_DIR]), "delete-account", jid=owner)
     if answer is not None and "error" in answer:
@@ -255,7 +267,10 @@ def cmd_user_delete(args: argparse.Namespace) -> int:
 
 def cmd_user_list(args: argparse.Namespace) -> int:
     config = load_config(args)
-    for owner in _with_storage(config, lambda st: st.accounts.list(prep_domain(config[S.DOMAIN]))):
+    domains = set(_domains(config))
+    for owner in _with_storage(config, lambda st: st.accounts.list()):
+        if owner.rpartition("@")[2] not in domains:
+            continue
         print(owner)
     return 0
 

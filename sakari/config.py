@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from collections.abc import Callable
 
+from sakari.jid import JIDError, prep_domain
+
 T = TypeVar("T")
 
 __all__ = ["Option", "declare", "Config", "ConfigError", "all_options", "load_all_declarations"]
@@ -177,6 +179,10 @@ class Config:
             problems.append(f"{where}: 'host' holds one table per virtual host, as in [host.\"example.net\"]")
         else:
             for name, table in host_tables.items():
+                try:
+                    prep_domain(name)
+                except JIDError as e:
+                    problems.append(f"{where}:{lines.get(f'host.{name}', '?')}: [host.\"{name}\"] is not a domain: {e.text}")
                 host_values = _flatten(table)
                 _check(host_values, lines, f"host.{name}.", where, problems)
                 for key in host_values:

@@ -1,6 +1,21 @@
 """Options of the core server (modules declare their own next to their code)."""
 
+from typing import Any
+
 from sakari.config import declare, non_negative, one_of, port, positive
+from sakari.jid import JIDError, parse_jid
+
+
+def bare_accounts(value: Any) -> str | None:
+    for text in value:
+        try:
+            jid = parse_jid(text)
+        except JIDError as e:
+            return f"holds {text!r}, which is not an address: {e.text}"
+        if jid.resource or not jid.local:
+            return f"holds {text!r}; give bare account addresses such as admin@example.org"
+    return None
+
 
 DOMAIN = declare("domain", "localhost", "The domain this server serves: the part after @ in your users' addresses.")
 ADMINS = declare(
@@ -9,6 +24,7 @@ ADMINS = declare(
     "Administrators, as bare addresses (\"admin@example.org\"). Modules give them rights: owning every group chat room, "
     "admin commands. Other domains besides 'domain' are served by adding a [host.\"example.net\"] table, which may "
     "set that host's own values of per-host keys.",
+    bare_accounts,
 )
 DATA_DIR = declare(
     "data_dir", "data", "Where the database and the generated certificate live (relative to the working directory)."

@@ -22,7 +22,7 @@ from sakari.core.router import REQUEST_TIMEOUT, Router
 from sakari.core.session import Filter
 from sakari.core.sessions import PreBindHandler, SessionManager
 from sakari.core.tasks import Tasks
-from sakari.jid import JID, JIDError, parse_jid
+from sakari.jid import JID, JIDError, parse_jid, prep_domain
 from sakari.xml.element import Element
 
 T = TypeVar("T")
@@ -90,7 +90,10 @@ class ModuleAPI:
     def option(self, option: Option[T], host: str | None = None) -> T:
         """An option's value; with ``host``, that virtual host's own value where it sets one."""
         if host is not None:
-            found = self.hosts.get(host)
+            try:
+                found = self.hosts.get(prep_domain(host))
+            except JIDError:
+                found = None
             if found is not None and option.key in found.options:
                 return found.options[option.key]  # type: ignore[no-any-return]
         return self.ctx.config[option]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sakari.jid import JID
 from sakari.xml.element import Element
 from sakari.xml.errors import StreamError
+from sakari.xml.ns import CLIENT
 
 if TYPE_CHECKING:
     from sakari.core.sessions import SessionManager
@@ -29,6 +30,10 @@ Filter = Callable[["Session", Element], "Element | None"]
 
 class Connection(Protocol):
     """What a transport offers the session it carries (TCP today; WebSocket and BOSH later)."""
+
+    # The namespace its stanzas are serialized against: "jabber:client" in a stream that declared it
+    # (bytes shared with other such sessions fit), "" where each stanza declares its own (WebSocket).
+    stanza_ns: str
 
     def write(self, data: bytes) -> None:
         """Queue bytes of the client's stream namespace (non-blocking)."""
@@ -90,8 +95,8 @@ class Session:
 
     # --- output ---------------------------------------------------------------
     def send(self, stanza: Element, data: bytes | None = None) -> None:
-        """Queue a stanza for this client (non-blocking). ``data``: its serialization, when the
-        caller already has it (the same stanza fanned out to several sessions)."""
+        """Queue a stanza for this client (non-blocking). ``data``: its serialization against
+        jabber:client, when the caller already has it (the same stanza fanned out to several sessions)."""
         fns = self.outbound.fns
         if fns:
             for fn in fns:
@@ -104,7 +109,9 @@ class Session:
         if conn is None:
             self.manager.undeliverable(self, stanza)
             return
-        conn.write(data if data is not None else stanza.serialize().encode())
+        if data is None or conn.stanza_ns != CLIENT:
+            data = stanza.serialize(conn.stanza_ns).encode()
+        conn.write(data)
 
     def send_unfiltered(self, data: bytes) -> None:
         """Bytes that are not a stanza of the session (nonzas such as stream management's own)."""

@@ -44,6 +44,7 @@ class C2SConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.stream = C2SStream(port.settings, direct_tls, port.features, port.features_cache)
+        self.stanza_ns = self.stream.framing.stanza_ns  # see Connection
         self.session: Session | None = None
         self.last_active = self.loop.time()
         self._wbuf: list[bytes] = []

@@ -189,14 +189,20 @@ class C2SStream:
         return self.state is State.READY and self.framing.release()
 
     def data_to_send(self) -> bytes:
+        """What to write, as one byte string (a byte stream such as TCP)."""
         if not self._out:
             return b""
         out = b"".join(self._out)
         self._out.clear()
         return out
 
+    def frames_to_send(self) -> list[bytes]:
+        """What to write, one element (or header) each, for transports with messages (WebSocket)."""
+        out, self._out = self._out, []
+        return out
+
     def send(self, stanza: Element) -> None:
-        self._out.append(stanza.serialize().encode())
+        self._out.append(stanza.serialize(self.framing.stanza_ns).encode())
 
     def close(self, error: StreamError | None = None) -> None:
         if self.state is State.CLOSED:

@@ -45,6 +45,11 @@ class Framing(Protocol):
     def footer(self) -> bytes:
         """Our side's stream close."""
 
+    @property
+    def stanza_ns(self) -> str:
+        """The namespace stanzas are serialized against: jabber:client inside a stream whose header
+        declared it, "" where each stanza stands alone and declares its own (WebSocket messages)."""
+
 
 def _attr_text(attrs: dict[str, str]) -> str:
     # Double quotes: escape_attr escapes for them (a ' in a value would end a single-quoted one).
@@ -52,6 +57,8 @@ def _attr_text(attrs: dict[str, str]) -> str:
 
 
 class TcpFraming:
+    stanza_ns = NS.CLIENT
+
     def __init__(self, max_stanza_size: int, max_depth: int) -> None:
         self._limits = (max_stanza_size, max_depth)
         self._parser = StreamParser(max_stanza_size, max_depth)
@@ -81,6 +88,8 @@ class TcpFraming:
 
 class WebSocketFraming:
     """RFC 7395: each message is one complete element; the stream is opened and closed by framing elements."""
+
+    stanza_ns = ""  # §3.3: every message is a document of its own, so each stanza declares jabber:client
 
     def __init__(self, max_stanza_size: int, max_depth: int) -> None:
         self._limits = (max_stanza_size, max_depth)

@@ -908,11 +908,6 @@ def test_websocket_negotiation_from_open_to_stanzas_and_close() -> None:
     assert client.server_closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="C2SStream.send serializes stanzas relative to jabber:client without declaring it; "
-    "over WebSocket each message stands alone (RFC 7395 §3.3), so the bind result lands in no namespace",
-)
 def test_websocket_stanzas_from_the_server_declare_the_jabber_client_namespace() -> None:
     client = WsClient()
     client.open()

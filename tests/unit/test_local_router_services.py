@@ -45,6 +45,8 @@ def condition(reply: Element) -> str:
 
 
 class Conn:
+    stanza_ns = "jabber:client"
+
     def __init__(self) -> None:
         self.received: list[Element] = []
         self.wrote = asyncio.Event()

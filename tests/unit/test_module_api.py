@@ -186,6 +186,8 @@ def test_admins_must_be_bare_account_addresses(value: str, expected: str) -> Non
 
 
 class Conn:
+    stanza_ns = "jabber:client"
+
     def __init__(self) -> None:
         self.data: list[bytes] = []
 

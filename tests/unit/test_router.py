@@ -27,6 +27,8 @@ HEADER = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabb
 class Collector:
     """A connection that keeps what it is given, as elements (serialized fan-out is parsed back)."""
 
+    stanza_ns = "jabber:client"
+
     def __init__(self) -> None:
         self.received: list[Element] = []
         self.closed: list[StreamError | None] = []

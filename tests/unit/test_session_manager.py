@@ -43,6 +43,8 @@ def stanza(xml: str) -> Element:
 class Conn:
     """A connection that keeps the bytes written to it and how its stream was ended."""
 
+    stanza_ns = "jabber:client"
+
     def __init__(self) -> None:
         self.data: list[bytes] = []
         self.closed: list[StreamError | None] = []
