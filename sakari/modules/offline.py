@@ -26,7 +26,6 @@ MAX_MESSAGES = declare(
 
 def setup(mod: ModuleAPI) -> None:
     store = mod.storage.offline
-    limit = mod.option(MAX_MESSAGES)
     busy: dict[str, asyncio.Lock] = {}
 
     @contextlib.asynccontextmanager
@@ -50,7 +49,7 @@ def setup(mod: ModuleAPI) -> None:
         async with owner_lock(owner):
             if await mod.storage.accounts.get(owner) is None:
                 return None  # no such account: the router answers service-unavailable
-            if await store.count(owner) >= limit:
+            if await store.count(owner) >= mod.option(MAX_MESSAGES, host=event.to_jid.domain):
                 raise StanzaError("service-unavailable", "the recipient's offline storage is full")
             copy = stanza.shallow_copy()
             copy.children = list(stanza.children)

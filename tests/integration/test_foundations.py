@@ -86,3 +86,27 @@ def test_config_check_refuses_a_process_wide_key_in_a_host_table_with_its_line(t
     result = run_cli("config", "check", "--config", str(config))
     assert result.returncode == 2
     assert f"{config}:4: 'network.c2s_port' is the same for every host; it cannot be set for {OTHER}" in result.stderr
+
+
+async def test_a_virtual_host_keeps_its_own_offline_limit(make_server, session_for):
+    """[host."…"] sets offline.max_messages for that domain only: its account refuses the second stored message,
+    while the main domain keeps the global limit."""
+    from xmpp_harness import error_condition, is_message_error
+
+    srv = make_server(config=f'[host."{OTHER}"]\noffline.max_messages = 1\n', name="vhost-limits", start=False)
+    alice = _add_account(srv, f"alice@{DOMAIN}", "pw-alice-2")
+    _add_account(srv, f"dora@{OTHER}", "pw-dora-1")
+    _add_account(srv, f"erin@{DOMAIN}", "pw-erin-1")
+    srv.start()
+    a = await session_for(srv).login(alice)
+    a.message(f"dora@{OTHER}", "first, kept")
+    second = a.message(f"dora@{OTHER}", "second, over the limit")
+    bounce = await a.expect(is_message_error(sender=f"dora@{OTHER}"))
+    assert bounce.get("id") == second
+    assert error_condition(bounce) == "service-unavailable"
+    for n in range(3):
+        a.message(f"erin@{DOMAIN}", f"kept {n}")
+    probe = a.message(f"ghost@{DOMAIN}", "a bounce that marks the end")
+    end = await a.expect(is_message_error(sender=f"ghost@{DOMAIN}"))
+    assert end.get("id") == probe
+    assert not [s for s in a.inbox.history if s.get("type") == "error" and s.get("from") == f"erin@{DOMAIN}"]
