@@ -97,6 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.override(S.BIND, args.bind)
     for name, option in (("c2s_port", S.C2S_PORT), ("c2s_tls_port", S.C2S_TLS_PORT), ("http_port", S.HTTP_PORT), ("s2s_port", S.S2S_PORT)):
         config.override(option, getattr(args, name))
+    _check_modules(config, str(args.config or "the default configuration"))
     level = args.log_level or config[S.LOG_LEVEL]
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from sakari.errors import StartError
@@ -127,6 +128,8 @@ def _domains(config: C.Config) -> list[str]:
 
 def _owner(jid_text: str, domains: list[str]) -> str:
     domain = domains[0]
+    if any(c.isspace() for c in jid_text):
+        raise CLIError(f"invalid address {jid_text!r}: an address cannot contain spaces")
     try:
         jid = parse_jid(jid_text if "@" in jid_text else f"{jid_text}@{domain}")
     except JIDError as e:
@@ -191,6 +194,10 @@ def _parse_account_lines(lines: list[str], source: str, domains: list[str]) -> l
         jid, _, password = line.partition(" ")
         password = password.strip()
         try:
+            if "@" not in jid:
+                # A bare name is taken on the command line, not here: in "liam smith@example.org pw" it would
+                # make the account liam with the password "smith@example.org pw".
+                raise CLIError(f"the line must start with a full address such as {jid}@{domains[0]}, then the password")
             owner = _owner(jid, domains)
             if not password:
                 raise CLIError("no password on this line")
@@ -226,7 +233,8 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
         created = _with_storage(config, add_many)
         existing = [o for (o, _), ok in zip(creds, created) if not ok]
-        print(f"created {sum(created)} accounts")
+        count = sum(created)
+        print(f"created {count} account{'' if count == 1 else 's'}")
         if existing:
             print("already existed, left unchanged: " + ", ".join(existing), file=sys.stderr)
             return 1
@@ -276,8 +284,20 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 # --- configuration -----------------------------------------------------------------
+def _check_modules(config: C.Config, where: str) -> None:
+    """Unknown names in modules.enabled, found before anything is created on disk."""
+    from sakari.core.modules import available_modules
+
+    known = available_modules()
+    unknown = [name for name in config[S.MODULES] if name not in known]
+    if unknown:
+        raise CLIError(
+            f"{where}: 'modules.enabled' names no such module: {', '.join(unknown)} (there are: {', '.join(known)})"
+        )
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
-    C.Config.load(args.config)
+    _check_modules(C.Config.load(args.config), str(args.config))
     print(f"{args.config}: valid")
     return 0
 

@@ -60,6 +60,52 @@ def test_user_add_from_file_creates_every_account(tmp_path):
     assert listed(data) == {f"ann@{DOMAIN}", f"ben@{DOMAIN}", f"cat@{DOMAIN}"}
 
 
+def test_user_add_from_file_refuses_a_line_without_a_full_address_and_creates_nothing(tmp_path):
+    """A stray space ("liam smith@localhost pw") must not create liam@localhost with the password
+    "smith@localhost pw": each line starts with a full address."""
+    data = tmp_path / "data"
+    data.mkdir()
+    listing = tmp_path / "class.txt"
+    listing.write_text(f"ann@{DOMAIN} pw-one\nliam smith@{DOMAIN} pw-two\n")
+    result = run_cli("user", "add", "--from-file", str(listing), "--data-dir", str(data))
+    assert result.returncode != 0
+    assert f"{listing}:2: the line must start with a full address such as liam@{DOMAIN}" in result.stderr
+    assert listed(data) == set()
+
+
+def test_user_add_says_one_account_in_the_singular(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    listing = tmp_path / "one.txt"
+    listing.write_text(f"ann@{DOMAIN} pw-one\n")
+    result = run_cli("user", "add", "--from-file", str(listing), "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "created 1 account"
+
+
+def test_a_space_in_an_address_is_named_plainly(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    result = add(data, f"sp ace@{DOMAIN}")
+    assert result.returncode != 0
+    assert "an address cannot contain spaces" in result.stderr
+    assert "codec" not in result.stderr
+
+
+def test_an_unknown_module_is_refused_by_config_check_and_by_serve_before_anything_is_made(tmp_path):
+    config = tmp_path / "sakari.toml"
+    config.write_text('[modules]\nenabled = ["roster", "mam-typo"]\n')
+    check = run_cli("config", "check", "--config", str(config))
+    assert check.returncode != 0
+    assert "'modules.enabled' names no such module: mam-typo (there are: " in check.stderr
+    assert "roster" in check.stderr.split("there are:")[1]
+    data = tmp_path / "data"
+    serve = run_cli("serve", "--config", str(config), "--data-dir", str(data), "--c2s-port", "0", "--c2s-tls-port", "0", "--http-port", "0")
+    assert serve.returncode != 0
+    assert "no such module: mam-typo" in serve.stderr
+    assert not data.exists(), "serve made a data directory (certificate, database) before refusing the configuration"
+
+
 @pytest.mark.parametrize(
     "bad_jid",
     ["@localhost", "two@at@localhost", "sp ace@localhost", "quo\"te@localhost", "user@"],
