@@ -335,7 +335,7 @@ class LocalRouter:
     async def request(self, iq: Element, to: JID, from_jid: JID | None = None, timeout: float = REQUEST_TIMEOUT) -> Element:
         iq_id = f"s{next(self._ids)}"
         iq.attrs["id"] = iq_id
-        sender = from_jid or JID(None, to.domain if self.hosts.is_local(to.domain) else self.hosts.user_domains()[0])
+        sender = from_jid or JID("", to.domain if self.hosts.is_local(to.domain) else self.hosts.user_domains()[0])
         future: asyncio.Future[Element] = asyncio.get_running_loop().create_future()
         self._pending[iq_id] = (to, future)
         try:

@@ -23,6 +23,7 @@ from sakari.core.session import Filter
 from sakari.core.sessions import PreBindHandler, SessionManager
 from sakari.core.tasks import Tasks
 from sakari.jid import JID, JIDError, parse_jid, prep_domain
+from sakari.storage.base import Storage
 from sakari.xml.element import Element
 
 T = TypeVar("T")
@@ -49,7 +50,7 @@ class ServerContext:
     events: Events
     router: Router
     sessions: SessionManager
-    storage: Any  # sakari.storage.base.Storage
+    storage: Storage
     tasks: Tasks
     domain: str  # the main domain (the first virtual host)
     admins: frozenset[JID] = frozenset()

@@ -41,7 +41,7 @@ def setup(mod: ModuleAPI) -> None:
         iq = Element("iq", attrs={"type": "get"})
         iq.add("ping", NS)
         try:
-            await mod.request(iq, session.jid, JID(None, session.host), timeout)
+            await mod.request(iq, session.jid, JID("", session.host), timeout)
         except TimeoutError:
             mod.log.info("event=ping-timeout session=%s", session)
             session.close(StreamError("connection-timeout", "no answer to ping"))

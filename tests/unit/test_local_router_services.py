@@ -309,7 +309,7 @@ async def test_a_request_to_a_service_is_answered_through_the_router(world: Worl
         return None
 
     world.hosts.add_service(MUC, service)
-    answer = await asyncio.wait_for(router.request(ping(), JID(None, MUC), timeout=WAIT), WAIT)
+    answer = await asyncio.wait_for(router.request(ping(), JID("", MUC), timeout=WAIT), WAIT)
     assert answer.attrs["type"] == "result"
 
 
