@@ -128,9 +128,21 @@ class ArchiveItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    """An item to append under an id taken beforehand (ArchiveStore.new_id)."""
+
+    owner: str
+    id: str
+    with_jid: str
+    stanza: bytes
+    text: str | None = None  # what full-text search finds (a message's body)
+
+
+@dataclass(frozen=True, slots=True)
 class ArchivePage:
     items: list[ArchiveItem]  # oldest first, whichever end of the range the page was taken from
     complete: bool  # no further items in the direction of paging (XEP-0313 <fin complete='true'/>)
+    count: int | None = None  # items matching the filters on every page, when asked for
 
     @property
     def first(self) -> str | None:
@@ -148,8 +160,25 @@ class ArchiveStore(Protocol):
     compares greater than every id appended before it (or stamped earlier).
     """
 
-    async def append(self, owner: str, with_jid: str, stanza: bytes, when: float | None = None) -> str:
-        """Archive a stanza exchanged with ``with_jid`` at ``when`` (now when None); returns its id."""
+    async def append(
+        self, owner: str, with_jid: str, stanza: bytes, when: float | None = None, text: str | None = None
+    ) -> str:
+        """Archive a stanza exchanged with ``with_jid`` at ``when`` (now when None); returns its id.
+
+        ``text`` is what full-text search finds for it (``query(text=...)``).
+        """
+        ...
+
+    def new_id(self) -> str:
+        """An id for an item stamped now, known before it is written (to hand it out at once)."""
+        ...
+
+    async def append_many(self, entries: Sequence[ArchiveEntry]) -> None:
+        """Archive items under ids from new_id, in one write.
+
+        An id is unique within the process; another node taking the same one for the
+        same owner within the same microsecond would lose that item.
+        """
         ...
 
     async def query(
@@ -162,16 +191,22 @@ class ArchiveStore(Protocol):
         after_id: str | None = None,
         before_id: str | None = None,
         ids: Sequence[str] | None = None,
+        text: str | None = None,
         limit: int = 50,
         reverse: bool = False,
+        count: bool = False,
     ) -> ArchivePage:
         """A page of the items matching every filter given.
 
         ``start`` and ``end`` are inclusive times; ``after_id`` and ``before_id``
-        exclusive bounds (XEP-0059 ``<after/>`` and ``<before/>``). The page
-        holds up to ``limit`` items from the oldest end of that range, or from
-        the newest end when ``reverse`` (paging backwards: ``<before/>``); its
-        items are oldest first either way. A malformed id raises ValueError.
+        exclusive bounds (XEP-0059 ``<after/>`` and ``<before/>``). ``text``
+        finds the items whose text holds every one of its words, whole words
+        in any case (no words: nothing found). The page holds up to ``limit``
+        items from the oldest end of that range, or from the newest end when
+        ``reverse`` (paging backwards: ``<before/>``); its items are oldest
+        first either way. With ``count``, the page says how many items match
+        the filters other than ``after_id`` and ``before_id``. A malformed id
+        raises ValueError.
         """
         ...
 

@@ -29,7 +29,16 @@ POOL_SIZE = declare(
 )
 CONNECT_TIMEOUT = 10.0  # seconds; a server that does not answer by then is reported as unreachable
 
-MIGRATIONS = migrations_for({"blob": "BYTEA", "bigint": "BIGINT", "serial_key": "BIGSERIAL PRIMARY KEY"})
+# Full-text search: the "simple" configuration (no stemming, no stop words) lower-cases words whatever
+# the language, as SQLite's FTS5 does, so both backends find the same messages.
+ARCHIVE_TEXT = """
+ALTER TABLE archive ADD COLUMN text TEXT;
+CREATE INDEX archive_text ON archive USING gin (to_tsvector('simple', text)) WHERE text IS NOT NULL
+"""
+
+MIGRATIONS = migrations_for(
+    {"blob": "BYTEA", "bigint": "BIGINT", "serial_key": "BIGSERIAL PRIMARY KEY"}, {("archive", 2): ARCHIVE_TEXT}
+)
 
 # Nodes starting together take turns at migrating (any constant shared by all Sakari nodes).
 _MIGRATION_LOCK = 0x53414B415249
@@ -64,6 +73,13 @@ async def _run(conn: Any, statements: Sequence[Statement]) -> Results:
 
 
 class PostgresDatabase(SqlDatabase):
+    # "text IS NOT NULL" lets the planner use the partial index.
+    text_condition = "text IS NOT NULL AND to_tsvector('simple', text) @@ plainto_tsquery('simple', ?)"
+
+    @staticmethod
+    def text_argument(words: list[str]) -> str:
+        return " ".join(words)
+
     def __init__(self, url: str, pool_size: int = 10) -> None:
         super().__init__()
         self.url = url

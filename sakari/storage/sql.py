@@ -58,7 +58,7 @@ TABLES: dict[str, Table] = {
     "documents": Table("map", ("owner", "kind", "key", "data"), ("owner", "kind", "key")),
     "blocklist": Table("blocklist", ("owner", "jid"), ("owner", "jid")),
     "keyvalue": Table("keyvalue", ("name", "owner", "value"), ("name", "owner")),
-    "archive": Table("archive", ("name", "owner", "seq", "with_jid", "stanza"), ("name", "owner", "seq")),
+    "archive": Table("archive", ("name", "owner", "seq", "with_jid", "stanza", "text"), ("name", "owner", "seq")),
 }
 
 # The stores of the first schema, which had one global version: a database at
@@ -66,11 +66,15 @@ TABLES: dict[str, Table] = {
 LEGACY_STORES = ("accounts", "roster", "offline", "map", "blocklist")
 
 
+# Marks a migration that each backend writes its own way (full-text search, say): the
+# backend passes its script to migrations_for, keyed by (store, version).
+OWN_SCRIPT = None
+
 # Per store kind, its migrations in order (see migrations_to_run), in SQL both backends
 # speak but for the types each names differently (migrations_for fills them in). A
-# migration that needs more than the types of a backend belongs in that backend's dict.
+# migration that needs more than the types of a backend is OWN_SCRIPT here.
 # Flags are integers, not booleans, so rows copy between backends unchanged.
-SCHEMA: dict[str, list[str]] = {
+SCHEMA: dict[str, list[str | None]] = {
     "accounts": [
         """CREATE TABLE accounts (
             owner TEXT PRIMARY KEY, salt {blob} NOT NULL, iterations INTEGER NOT NULL,
@@ -106,13 +110,25 @@ SCHEMA: dict[str, list[str]] = {
         CREATE INDEX archive_with ON archive (name, owner, with_jid, seq);
         CREATE INDEX archive_age ON archive (name, seq);
         CREATE INDEX archive_owner ON archive (owner)""",
+        # The text that full-text search finds (a message's body), in a column of its own and indexed.
+        OWN_SCRIPT,
     ],
 }
 
 
-def migrations_for(types: Mapping[str, str]) -> dict[str, list[str]]:
-    """SCHEMA with a backend's names for the types ``blob``, ``bigint`` and ``serial_key``."""
-    return {store: [script.format(**types) for script in scripts] for store, scripts in SCHEMA.items()}
+def migrations_for(types: Mapping[str, str], own: Mapping[tuple[str, int], str]) -> dict[str, list[str]]:
+    """SCHEMA with a backend's names for the types ``blob``, ``bigint`` and ``serial_key``, and
+    its ``own`` scripts, by (store, version), where SCHEMA has OWN_SCRIPT."""
+    missing = [
+        (store, n) for store, scripts in SCHEMA.items() for n, script in enumerate(scripts, 1)
+        if script is OWN_SCRIPT and (store, n) not in own
+    ]
+    if missing:
+        raise ValueError(f"no script of this backend for the migrations {missing}")
+    return {
+        store: [own[store, n] if script is OWN_SCRIPT else script.format(**types) for n, script in enumerate(scripts, 1)]
+        for store, scripts in SCHEMA.items()
+    }
 
 
 
@@ -165,6 +181,13 @@ class SqlDatabase(ABC):
 
     # Where the data is, for messages (never holding a password).
     place: str
+    # Full-text search of archives: a condition on the archive table with one placeholder, for
+    # which text_argument(words) gives the value; every word must occur, in any case.
+    text_condition: str
+
+    @staticmethod
+    @abstractmethod
+    def text_argument(words: list[str]) -> str: ...
 
     def __init__(self) -> None:
         self._queue: list[tuple[Sequence[Statement], asyncio.Future[Results]]] = []

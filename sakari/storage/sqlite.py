@@ -43,11 +43,44 @@ READERS = declare(
 
 FILE_NAME = "sakari.sqlite"
 
-MIGRATIONS = migrations_for({"blob": "BLOB", "bigint": "INTEGER", "serial_key": "INTEGER PRIMARY KEY AUTOINCREMENT"})
+# Full-text search is FTS5 over the archive's text column. An external-content index names rows by
+# rowid, which VACUUM may renumber unless it is a column of its own: the table is rebuilt with one.
+# The index follows the table through triggers, so account deletion and expiry need no more.
+# Diacritics are kept, as PostgreSQL's "simple" configuration keeps them: both backends find the same.
+ARCHIVE_TEXT = """
+CREATE TABLE archive_new (item INTEGER PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, seq INTEGER NOT NULL,
+    with_jid TEXT NOT NULL, stanza BLOB NOT NULL, text TEXT, UNIQUE (name, owner, seq));
+INSERT INTO archive_new (name, owner, seq, with_jid, stanza) SELECT name, owner, seq, with_jid, stanza FROM archive;
+DROP TABLE archive;
+ALTER TABLE archive_new RENAME TO archive;
+CREATE INDEX archive_with ON archive (name, owner, with_jid, seq);
+CREATE INDEX archive_age ON archive (name, seq);
+CREATE INDEX archive_owner ON archive (owner);
+CREATE VIRTUAL TABLE archive_text USING fts5 (text, content='archive', content_rowid='item',
+    tokenize='unicode61 remove_diacritics 0');
+CREATE TRIGGER archive_text_added AFTER INSERT ON archive WHEN new.text IS NOT NULL BEGIN
+    INSERT INTO archive_text (rowid, text) VALUES (new.item, new.text);
+END;
+CREATE TRIGGER archive_text_deleted AFTER DELETE ON archive WHEN old.text IS NOT NULL BEGIN
+    INSERT INTO archive_text (archive_text, rowid, text) VALUES ('delete', old.item, old.text);
+END
+"""
+
+MIGRATIONS = migrations_for(
+    {"blob": "BLOB", "bigint": "INTEGER", "serial_key": "INTEGER PRIMARY KEY AUTOINCREMENT"}, {("archive", 2): ARCHIVE_TEXT}
+)
 
 
 def _statements(script: str) -> list[str]:
-    return [s for s in (part.strip() for part in script.split(";")) if s]
+    """A script's statements; a trigger's body holds semicolons of its own."""
+    statements, pending = [], ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements
 
 
 def migrate(conn: sqlite3.Connection, where: str) -> None:
@@ -89,6 +122,13 @@ def _run(conn: sqlite3.Connection, statements: Sequence[Statement]) -> Results:
 
 
 class SqliteDatabase(SqlDatabase):
+    text_condition = "item IN (SELECT rowid FROM archive_text WHERE archive_text MATCH ?)"
+
+    @staticmethod
+    def text_argument(words: list[str]) -> str:
+        # Each word a quoted FTS5 string: the query language's operators are taken as plain words.
+        return " ".join(f'"{word}"' for word in words)
+
     def __init__(self, path: Path, synchronous: str = "normal", readers: int = 4) -> None:
         super().__init__()
         self.path = path

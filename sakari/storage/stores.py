@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sakari.credentials import Credentials, ScramKeys
-from sakari.storage.base import ArchiveItem, ArchivePage, RosterItem
+from sakari.storage.base import ArchiveEntry, ArchiveItem, ArchivePage, RosterItem
 from sakari.storage.cache import CachedBlocklist, CachedRoster
-from sakari.storage.sql import TABLES, Many, SqlDatabase
+from sakari.storage.sql import TABLES, Many, SqlDatabase, Statement
 
 T = TypeVar("T")
 
@@ -266,31 +267,45 @@ class SequenceClock:
 
 _CLOCK = SequenceClock()  # one per process: ids stay increasing across every archive and handle
 
+# The words of a full-text search; each backend's index splits text into words alike.
+_WORD = re.compile(r"\w+")
+
 
 class SqlArchive:
-    """Archive items by (name, owner, seq).
-
-    Full-text search can join later: a search table keyed by (name, owner, seq),
-    filled by append, and one more condition in _where.
-    """
+    """Archive items by (name, owner, seq), with the text that full-text search finds."""
 
     def __init__(self, db: SqlDatabase, name: str) -> None:
         self.db = db
         self.name = name
 
-    async def append(self, owner: str, with_jid: str, stanza: bytes, when: float | None = None) -> str:
+    _INSERT = "INSERT INTO archive (name, owner, seq, with_jid, stanza, text) VALUES (?, ?, ?, ?, ?, ?)"
+
+    async def append(
+        self, owner: str, with_jid: str, stanza: bytes, when: float | None = None, text: str | None = None
+    ) -> str:
         seq = _CLOCK.next() if when is None else seq_at(when)
         while True:
             # Another node (or an import stamped in the past) may hold this number: take the next free one.
             (rows,) = await self.db.write(
                 (
-                    "INSERT INTO archive VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq",
-                    (self.name, owner, seq, with_jid, stanza),
+                    f"{self._INSERT} ON CONFLICT DO NOTHING RETURNING seq",
+                    (self.name, owner, seq, with_jid, stanza, text),
                 )
             )
             if rows:
                 return format_id(seq)
             seq += 1
+
+    def new_id(self) -> str:
+        return format_id(_CLOCK.next())
+
+    async def append_many(self, entries: Sequence[ArchiveEntry]) -> None:
+        await self.db.write(
+            Many(
+                f"{self._INSERT} ON CONFLICT DO NOTHING",
+                [(self.name, e.owner, parse_id(e.id), e.with_jid, e.stanza, e.text) for e in entries],
+            )
+        )
 
     def _where(
         self,
@@ -298,10 +313,9 @@ class SqlArchive:
         with_jid: str | None,
         start: float | None,
         end: float | None,
-        after_id: str | None,
-        before_id: str | None,
         ids: Sequence[str] | None,
-    ) -> tuple[str, list[Any]]:
+        text: str | None,
+    ) -> tuple[list[str], list[Any]]:
         conditions, args = ["name = ?", "owner = ?"], [self.name, owner]
         if with_jid is not None:
             conditions.append("with_jid = ?")
@@ -312,16 +326,17 @@ class SqlArchive:
         if end is not None:  # inclusive to the microsecond
             conditions.append("seq < ?")
             args.append(seq_at(end) + (1 << SEQ_BITS))
-        if after_id is not None:
-            conditions.append("seq > ?")
-            args.append(parse_id(after_id))
-        if before_id is not None:
-            conditions.append("seq < ?")
-            args.append(parse_id(before_id))
         if ids is not None:
             conditions.append(f"seq IN ({', '.join('?' for _ in ids) or 'NULL'})")
             args.extend(parse_id(i) for i in ids)
-        return " AND ".join(conditions), args
+        if text is not None:
+            words = _WORD.findall(text)
+            if words:
+                conditions.append(self.db.text_condition)
+                args.append(self.db.text_argument(words))
+            else:
+                conditions.append("1 = 0")  # nothing to find: nothing found
+        return conditions, args
 
     async def query(
         self,
@@ -333,19 +348,35 @@ class SqlArchive:
         after_id: str | None = None,
         before_id: str | None = None,
         ids: Sequence[str] | None = None,
+        text: str | None = None,
         limit: int = 50,
         reverse: bool = False,
+        count: bool = False,
     ) -> ArchivePage:
-        where, args = self._where(owner, with_jid, start, end, after_id, before_id, ids)
+        conditions, args = self._where(owner, with_jid, start, end, ids, text)
+        whole, whole_args = " AND ".join(conditions), list(args)
+        if after_id is not None:
+            conditions.append("seq > ?")
+            args.append(parse_id(after_id))
+        if before_id is not None:
+            conditions.append("seq < ?")
+            args.append(parse_id(before_id))
         order = "DESC" if reverse else "ASC"
         # One row more than asked tells whether the page is the last one in its direction.
-        (rows,) = await self.db.read(
-            (f"SELECT seq, with_jid, stanza FROM archive WHERE {where} ORDER BY seq {order} LIMIT ?", (*args, limit + 1))
-        )
+        statements: list[Statement] = [
+            (
+                f"SELECT seq, with_jid, stanza FROM archive WHERE {' AND '.join(conditions)} ORDER BY seq {order} LIMIT ?",
+                (*args, limit + 1),
+            )
+        ]
+        if count:  # the whole result set, whatever the page (XEP-0059 <count/>), in the same snapshot
+            statements.append((f"SELECT count(*) FROM archive WHERE {whole}", whole_args))
+        results = await self.db.read(*statements)
+        rows = results[0]
         items = [ArchiveItem(format_id(seq), time_of(seq), jid, bytes(stanza)) for seq, jid, stanza in rows[:limit]]
         if reverse:
             items.reverse()
-        return ArchivePage(items, complete=len(rows) <= limit)
+        return ArchivePage(items, complete=len(rows) <= limit, count=int(results[1][0][0]) if count else None)
 
     async def get(self, owner: str, id: str) -> ArchiveItem | None:
         seq = _seq_or_none(id)
