@@ -38,6 +38,7 @@ class Discovery:
     features: set[str] = field(default_factory=set)
     account_features: set[str] = field(default_factory=set)
     identities: set[tuple[str, str, str]] = field(default_factory=lambda: {("server", "im", "Sakari")})
+    account_identities: set[tuple[str, str, str]] = field(default_factory=lambda: {("account", "registered", "")})
     extensions: list[Callable[[], Element]] = field(default_factory=list)
 
 
@@ -114,6 +115,10 @@ class ModuleAPI:
 
     def add_identity(self, category: str, type_: str, name: str | None = None) -> None:
         self.ctx.disco.identities.add((category, type_, name or ""))
+
+    def add_account_identity(self, category: str, type_: str, name: str | None = None) -> None:
+        """An identity in disco#info of each account (e.g. pubsub/pep, XEP-0163 §6)."""
+        self.ctx.disco.account_identities.add((category, type_, name or ""))
 
     def add_extension(self, form: Callable[[], Element]) -> None:
         """A data form (XEP-0128) appended to the server's disco#info."""

@@ -40,6 +40,13 @@ def caps_ver(identities: list[tuple[str, str, str]], features: list[str], forms:
     return base64.b64encode(hashlib.sha1("".join(parts).encode()).digest()).decode()
 
 
+def add_identity(query: Element, category: str, type_: str, name: str) -> None:
+    attrs = {"category": category, "type": type_}
+    if name:
+        attrs["name"] = name
+    query.add("identity", attrs=attrs)
+
+
 def setup(mod: ModuleAPI) -> None:
     server = mod.ctx.disco
     caps: dict[str, str] = {}
@@ -76,9 +83,8 @@ def setup(mod: ModuleAPI) -> None:
         if event.to_jid.local or event.to_jid.resource or host is None or payload(event).attrs.get("node"):
             raise StanzaError("item-not-found")
         query = Element("query", NS_INFO)
-        for category, type_, name in sorted(host.identities):
-            query.add("identity", attrs={"category": category, "type": type_, "name": name} if name else
-                      {"category": category, "type": type_})
+        for identity in sorted(host.identities):
+            add_identity(query, *identity)
         for var in sorted(host.features | {NS_INFO, NS_ITEMS}):
             query.add("feature", attrs={"var": var})
         return query
@@ -93,7 +99,8 @@ def setup(mod: ModuleAPI) -> None:
         if event.to_jid != event.from_jid.bare and await mod.storage.accounts.get(owner) is None:
             raise StanzaError("service-unavailable")
         query = Element("query", NS_INFO)
-        query.add("identity", attrs={"category": "account", "type": "registered"})
+        for identity in sorted(server.account_identities):
+            add_identity(query, *identity)
         for var in sorted(server.account_features):
             query.add("feature", attrs={"var": var})
         return query
