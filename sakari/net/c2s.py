@@ -3,56 +3,31 @@
 All XMPP logic lives in :class:`sakari.stream.c2s.C2SStream`; this adapter
 feeds it bytes, carries out what its events ask for and hands what the
 client sends to its session (the session manager handles it in order).
-It is the session's :class:`sakari.core.session.Connection` while attached.
+It is the session's :class:`sakari.core.session.Connection` while attached;
+what it does with the stream's events is :class:`sakari.net.driver.StreamDriver`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
-from sakari.core.events import NonzaEvent
-from sakari.core.sessions import PreBind
-from sakari.core.session import Session
-from sakari.credentials import check_password
+from sakari.net.driver import StreamDriver
 from sakari.net.port import ClientPort
-from sakari.stream.c2s import (
-    Authenticated,
-    BindRequest,
-    C2SStream,
-    CheckPassword,
-    NeedCredentials,
-    NonzaReceived,
-    PreBindReceived,
-    StanzaReceived,
-    StartTLS,
-    StreamEnded,
-)
-from sakari.xml.element import Element
-from sakari.xml.errors import StreamError
+from sakari.stream.c2s import C2SStream
 
 log = logging.getLogger("sakari.c2s")
 
 
-class C2SConnection(asyncio.Protocol):
+class C2SConnection(StreamDriver, asyncio.Protocol):
     def __init__(self, port: ClientPort, direct_tls: bool) -> None:
-        self.port = port
-        self.limits = port.limits
+        super().__init__(port, C2SStream(port.settings, direct_tls, port.features, port.features_cache))
         self.flow = port.flow
         self.direct_tls = direct_tls
-        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.stream = C2SStream(port.settings, direct_tls, port.features, port.features_cache)
-        self.stanza_ns = self.stream.framing.stanza_ns  # see Connection
-        self.session: Session | None = None
-        self.last_active = self.loop.time()
         self._wbuf: list[bytes] = []
         self._wbuf_size = 0
         self._flush_scheduled = False
-        self._auth_timer: asyncio.TimerHandle | None = None
-        self._tokens = float(port.limits.rate_burst)
-        self._token_time = self.last_active
         self._rate_paused = False
         self._flow_paused = False  # paused until a congested recipient of ours drains
         self._reading_paused = False
@@ -60,31 +35,24 @@ class C2SConnection(asyncio.Protocol):
         self._blocked: list[C2SConnection] = []  # senders paused because of our queue
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._stall_timer: asyncio.TimerHandle | None = None
-        self._closed = False
 
     # --- asyncio.Protocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         high = self.limits.send_high_water
         transport.set_write_buffer_limits(high, high // 4)  # type: ignore[attr-defined]
-        self.port.connections.add(self)
         if self.direct_tls:
             self.stream.channel_bindings = self.port.channel_bindings
-        self._auth_timer = self.loop.call_later(self.limits.auth_timeout, self._auth_timed_out)
+        self._opened()
 
     def data_received(self, data: bytes) -> None:
         now = self.loop.time()
-        self.last_active = now
-        if self.session is not None:
-            self.session.last_active = now
-        rate = self.limits.rate_bytes
-        if rate:
-            tokens = min(self.limits.rate_burst, self._tokens + (now - self._token_time) * rate) - len(data)
-            self._tokens, self._token_time = tokens, now
-            if tokens < 0 and not self._rate_paused:
-                self._rate_paused = True
-                self._update_reading()
-                self.loop.call_later(-tokens / rate, self._rate_resume)
+        self._active(now)
+        delay = self._rate_delay(len(data), now)
+        if delay and not self._rate_paused:
+            self._rate_paused = True
+            self._update_reading()
+            self.loop.call_later(delay, self._rate_resume)
         self.flow.current_origin = self
         try:
             self._handle(self.stream.receive(data))
@@ -92,19 +60,11 @@ class C2SConnection(asyncio.Protocol):
             self.flow.current_origin = None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self.port.connections.discard(self)
-        if not self.port.connections and self.port.all_closed is not None:
-            self.port.all_closed.set()
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
+        self._closed = True
         self._queue_drained()
-        session = self.session
-        if session is not None:
-            self.session = None
-            self.port.sessions.connection_lost(session, self)
+        self._gone()
 
     # --- flow control ---------------------------------------------------------
     # A client that reads slower than others write to it must not make the server buffer without end, nor be
@@ -202,14 +162,6 @@ class C2SConnection(asyncio.Protocol):
         if out:
             self.write(out)
 
-    def close_stream(self, error: StreamError | None = None) -> None:
-        """Close from our side: send the error (if any) and </stream:stream>, then the socket."""
-        if self._closed:
-            return
-        self.stream.close(error)
-        self._flush_stream()
-        self._finish()
-
     def abort(self) -> None:
         if self.transport is not None:
             self._closed = True
@@ -221,53 +173,13 @@ class C2SConnection(asyncio.Protocol):
             self._closed = True
             self.transport.close()
 
-    # --- stream events --------------------------------------------------------
-    def _handle(self, events: list[Any]) -> None:
-        for ev in events:
-            cls = ev.__class__
-            if cls is StanzaReceived:
-                self.session.receive(ev.stanza)  # type: ignore[union-attr]
-            elif cls is NeedCredentials:
-                self.port.tasks.spawn_eager(self._lookup(ev.user))
-            elif cls is CheckPassword:
-                self.port.tasks.spawn(self._check_password(ev))
-            elif cls is BindRequest:
-                self._bind(ev.resource)
-            elif cls is StartTLS:
-                # The TLS handshake bytes must reach the TLS layer, not the XML parser.
-                if self.transport is not None:
-                    self.transport.pause_reading()
-                self._flush_stream()
-                self.port.tasks.spawn(self._start_tls())
-                return
-            elif cls is NonzaReceived:
-                assert self.session is not None
-                self.session.receive(NonzaEvent(self.session, ev.element))
-            elif cls is PreBindReceived:
-                self.port.tasks.spawn_eager(self._pre_bind(ev.element))
-            elif cls is StreamEnded:
-                if ev.error is not None:
-                    log.info("event=stream-error condition=%s text=%r session=%s", ev.error.condition, ev.error.text, self.session)
-                self._flush_stream()
-                self._finish()
-                session, self.session = self.session, None
-                if session is not None:
-                    self.port.sessions.close(session)  # a closed stream ends its session: nothing to resume
-                return
-            elif cls is Authenticated:
-                log.debug("event=authenticated user=%s", ev.user)
+    # --- TLS ----------------------------------------------------------------------
+    def _upgrade_tls(self) -> None:
+        # The TLS handshake bytes must reach the TLS layer, not the XML parser.
+        if self.transport is not None:
+            self.transport.pause_reading()
         self._flush_stream()
-
-    async def _lookup(self, user: str) -> None:
-        creds = await self.port.credentials(f"{user}@{self.stream.domain}")
-        if not self._closed:
-            self._handle(self.stream.provide_credentials(creds))
-
-    async def _check_password(self, ev: CheckPassword) -> None:
-        # PBKDF2 releases the GIL: in a thread it neither stalls other sessions nor serializes with them.
-        ok = await self.loop.run_in_executor(None, check_password, ev.creds, ev.password)
-        if not self._closed:
-            self._handle(self.stream.password_checked(ok))
+        self.port.tasks.spawn(self._start_tls())
 
     async def _start_tls(self) -> None:
         assert self.transport is not None and self.port.ssl_context is not None
@@ -289,36 +201,6 @@ class C2SConnection(asyncio.Protocol):
         new.set_write_buffer_limits(high, high // 4)
         self.stream.tls_started(self.port.channel_bindings)
 
-    def _bind(self, resource: str | None) -> None:
-        assert self.stream.user is not None
-        self.session = self.port.sessions.bind(self.stream.user, self.stream.domain, resource, self)
-        self.session.last_active = self.last_active
-        self._authorized()
-        self._handle(self.stream.bound(self.session.jid))
-
-    async def _pre_bind(self, element: Element) -> None:
-        assert self.stream.user is not None
-        handler = self.port.pre_bind[element.ns, element.name]  # type: ignore[index]
-        reply, session = await handler(PreBind(self.stream.user, self.stream.domain, element, self))
-        if self._closed:
-            return
-        if session is not None:
-            self.session = session
-            self.port.sessions.resume(session, self)
-            session.last_active = self.last_active
-            self._authorized()
-        self._handle(self.stream.pre_bind_done(reply, session.jid if session is not None else None))
-
-    def _authorized(self) -> None:
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
-
-    def _auth_timed_out(self) -> None:
-        self._auth_timer = None
-        if self.session is None:
-            self.close_stream(StreamError("connection-timeout", "authentication took too long"))
-
 
 PARSER_IDLE_RELEASE = 1.0  # seconds of silence after which a connection's parser is freed
 
@@ -331,6 +213,6 @@ async def release_idle_parsers(port: ClientPort) -> None:
         await asyncio.sleep(PARSER_IDLE_RELEASE)
         now = loop.time()
         for conn in list(port.connections):
-            assert isinstance(conn, C2SConnection)
+            assert isinstance(conn, StreamDriver)
             if now - conn.last_active >= PARSER_IDLE_RELEASE:
                 conn.stream.release_parser()

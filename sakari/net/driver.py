@@ -1,0 +1,187 @@
+"""What a client transport does with the stream machine's events, whatever carries the stream.
+
+TCP (:mod:`sakari.net.c2s`), WebSocket (:mod:`sakari.net.websocket`) and
+BOSH (:mod:`sakari.net.bosh`) differ only in how bytes move. The side
+effects of negotiation — credential look-ups, password checks off the event
+loop, binding, pre-bind elements (stream resumption), the authentication
+deadline, the rate limit, closing — are the same for all and live here once.
+A transport subclasses :class:`StreamDriver` and supplies how to write what
+the stream produced (``_flush_stream``), how to end the transport
+(``_finish``, ``abort``) and, if it can, how to upgrade to TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sakari.core.events import NonzaEvent
+from sakari.core.session import Session
+from sakari.core.sessions import PreBind
+from sakari.credentials import check_password
+from sakari.net.port import ClientPort
+from sakari.stream.c2s import (
+    Authenticated,
+    BindRequest,
+    C2SStream,
+    CheckPassword,
+    NeedCredentials,
+    NonzaReceived,
+    PreBindReceived,
+    StanzaReceived,
+    StartTLS,
+    StreamEnded,
+)
+from sakari.xml.element import Element
+from sakari.xml.errors import StreamError
+
+log = logging.getLogger("sakari.c2s")
+
+
+class StreamDriver:
+    """Carries out a :class:`C2SStream`'s events for one client; the session's Connection while attached."""
+
+    def __init__(self, port: ClientPort, stream: C2SStream) -> None:
+        self.port = port
+        self.limits = port.limits
+        self.loop = asyncio.get_running_loop()
+        self.stream = stream
+        self.stanza_ns = stream.framing.stanza_ns  # see Connection
+        self.session: Session | None = None
+        self.last_active = self.loop.time()
+        self._auth_timer: asyncio.TimerHandle | None = None
+        self._tokens = float(port.limits.rate_burst)
+        self._token_time = self.last_active
+        self._closed = False
+
+    # --- what each transport supplies -------------------------------------------
+    def _flush_stream(self) -> None:
+        """Write what the stream produced."""
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """Write what is queued, then end the transport."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """End the transport now, writing nothing more."""
+        raise NotImplementedError
+
+    def _upgrade_tls(self) -> None:
+        """STARTTLS: only byte streams offer it (the stream machine asks only where tls_available)."""
+        raise NotImplementedError
+
+    # --- life cycle ---------------------------------------------------------------
+    def _opened(self) -> None:
+        self.port.connections.add(self)
+        self._auth_timer = self.loop.call_later(self.limits.auth_timeout, self._auth_timed_out)
+
+    def _gone(self) -> None:
+        """The transport is gone: the session detaches or closes (the session manager decides)."""
+        self._closed = True
+        self.port.connections.discard(self)
+        if not self.port.connections and self.port.all_closed is not None:
+            self.port.all_closed.set()
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        session = self.session
+        if session is not None:
+            self.session = None
+            self.port.sessions.connection_lost(session, self)
+
+    def _active(self, now: float) -> None:
+        self.last_active = now
+        if self.session is not None:
+            self.session.last_active = now
+
+    def _rate_delay(self, size: int, now: float) -> float:
+        """Seconds to stop reading after ``size`` bytes arrived, by the token bucket of limits.rate_bytes."""
+        rate = self.limits.rate_bytes
+        if not rate:
+            return 0.0
+        tokens = min(self.limits.rate_burst, self._tokens + (now - self._token_time) * rate) - size
+        self._tokens, self._token_time = tokens, now
+        return -tokens / rate if tokens < 0 else 0.0
+
+    def close_stream(self, error: StreamError | None = None) -> None:
+        """Close from our side: send the error (if any) and the stream's end, then end the transport."""
+        if self._closed:
+            return
+        self.stream.close(error)
+        self._flush_stream()
+        self._finish()
+
+    # --- stream events --------------------------------------------------------
+    def _handle(self, events: list[Any]) -> None:
+        for ev in events:
+            cls = ev.__class__
+            if cls is StanzaReceived:
+                self.session.receive(ev.stanza)  # type: ignore[union-attr]
+            elif cls is NeedCredentials:
+                self.port.tasks.spawn_eager(self._lookup(ev.user))
+            elif cls is CheckPassword:
+                self.port.tasks.spawn(self._check_password(ev))
+            elif cls is BindRequest:
+                self._bind(ev.resource)
+            elif cls is StartTLS:
+                self._upgrade_tls()
+                return
+            elif cls is NonzaReceived:
+                assert self.session is not None
+                self.session.receive(NonzaEvent(self.session, ev.element))
+            elif cls is PreBindReceived:
+                self.port.tasks.spawn_eager(self._pre_bind(ev.element))
+            elif cls is StreamEnded:
+                if ev.error is not None:
+                    log.info("event=stream-error condition=%s text=%r session=%s", ev.error.condition, ev.error.text, self.session)
+                self._flush_stream()
+                self._finish()
+                session, self.session = self.session, None
+                if session is not None:
+                    self.port.sessions.close(session)  # a closed stream ends its session: nothing to resume
+                return
+            elif cls is Authenticated:
+                log.debug("event=authenticated user=%s", ev.user)
+        self._flush_stream()
+
+    async def _lookup(self, user: str) -> None:
+        creds = await self.port.credentials(f"{user}@{self.stream.domain}")
+        if not self._closed:
+            self._handle(self.stream.provide_credentials(creds))
+
+    async def _check_password(self, ev: CheckPassword) -> None:
+        # PBKDF2 releases the GIL: in a thread it neither stalls other sessions nor serializes with them.
+        ok = await self.loop.run_in_executor(None, check_password, ev.creds, ev.password)
+        if not self._closed:
+            self._handle(self.stream.password_checked(ok))
+
+    def _bind(self, resource: str | None) -> None:
+        assert self.stream.user is not None
+        self.session = self.port.sessions.bind(self.stream.user, self.stream.domain, resource, self)
+        self.session.last_active = self.last_active
+        self._authorized()
+        self._handle(self.stream.bound(self.session.jid))
+
+    async def _pre_bind(self, element: Element) -> None:
+        assert self.stream.user is not None
+        handler = self.port.pre_bind[element.ns, element.name]  # type: ignore[index]
+        reply, session = await handler(PreBind(self.stream.user, self.stream.domain, element, self))
+        if self._closed:
+            return
+        if session is not None:
+            self.session = session
+            self.port.sessions.resume(session, self)
+            session.last_active = self.last_active
+            self._authorized()
+        self._handle(self.stream.pre_bind_done(reply, session.jid if session is not None else None))
+
+    def _authorized(self) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+
+    def _auth_timed_out(self) -> None:
+        self._auth_timer = None
+        if self.session is None:
+            self.close_stream(StreamError("connection-timeout", "authentication took too long"))
