@@ -27,6 +27,8 @@ from sakari.net.c2s import C2SConnection, release_idle_parsers
 from sakari.net.http import HttpStack
 from sakari.net.port import ClientPort, ConnectionLimits
 from sakari.net.transport import Listener, Listeners
+from sakari.net.web import HTTP_TLS, PUBLIC_URL, TRUSTED_PROXIES, WEBSOCKET_PATH, HostMeta, WebOrigin
+from sakari.net.websocket import WebSocketEndpoint
 from sakari.storage import open_storage
 from sakari.storage.base import Storage
 from sakari.stream.c2s import StreamSettings
@@ -97,13 +99,22 @@ class Server:
         )
         self.listeners.declare(Listener("c2s", S.C2S_PORT, lambda: C2SConnection(self.port, False)))
         self.listeners.declare(Listener("c2s-tls", S.C2S_TLS_PORT, lambda: C2SConnection(self.port, True), direct_tls=True))
-        self.listeners.declare(Listener("http", S.HTTP_PORT, self.http.protocol))
+        self.listeners.declare(Listener("http", S.HTTP_PORT, self.http.protocol, direct_tls=config[HTTP_TLS]))
+        self._add_web_transports()
         self._all_closed: asyncio.Event | None = None
         self._release_task: asyncio.Task[None] | None = None
 
     @property
     def ports(self) -> dict[str, int]:
         return self.listeners.ports
+
+    def _add_web_transports(self) -> None:
+        """XMPP over WebSocket and its discovery (XEP-0156) on the HTTP port."""
+        origin = WebOrigin.from_lists(self.config[TRUSTED_PROXIES], self.config[PUBLIC_URL])
+        self.http.add_route("GET", WEBSOCKET_PATH, WebSocketEndpoint(self.port, origin).handle)
+        host_meta = HostMeta(origin)
+        self.http.add_route("GET", "/.well-known/host-meta", host_meta.xrd)
+        self.http.add_route("GET", "/.well-known/host-meta.json", host_meta.json)
 
     def collect_stream_features(self, authenticated: bool) -> list[Element]:
         return [el for provider in self.ctx.stream_features if (el := provider(authenticated)) is not None]

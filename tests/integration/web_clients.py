@@ -1,0 +1,92 @@
+"""Hand-written web clients for the integration tests: XMPP over WebSocket (RFC 7395) and BOSH (XEP-0206).
+
+Written from the specifications rather than taken from a library, so a test
+shows exactly what a browser would send and what it gets back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import quoteattr
+
+import aiohttp
+
+from sakari_process import DOMAIN, HOST, Account, SakariServer
+from xmpp_harness import NS_BIND, NS_CLIENT, NS_SASL, WAIT, Inbox, q
+
+NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
+NS_HTTPBIND = "http://jabber.org/protocol/httpbind"
+NS_XBOSH = "urn:xmpp:xbosh"
+OPEN = f"<open xmlns='{NS_FRAMING}' to='{DOMAIN}' version='1.0'/>"
+
+
+def plain(account: Account) -> str:
+    return base64.b64encode(f"\0{account.localpart}\0{account.password}".encode()).decode()
+
+
+def mechanisms(features: ET.Element) -> list[str]:
+    return [m.text or "" for m in features.iter(q(NS_SASL, "mechanism"))]
+
+
+class WebSocketClient:
+    """One RFC 7395 connection; every message received is parsed and kept in ``inbox`` (and ``frames``)."""
+
+    def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.http = http
+        self.ws = ws
+        self.inbox = Inbox()
+        self.jid = ""
+        self.closed = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def connect(cls, server: SakariServer, headers: dict[str, str] | None = None) -> WebSocketClient:
+        http = aiohttp.ClientSession()
+        ws = await http.ws_connect(f"http://{HOST}:{server.http_port}/xmpp-websocket", protocols=("xmpp",), headers=headers)
+        assert ws.protocol == "xmpp", "the server must agree on the xmpp subprotocol (RFC 7395 §3.1)"
+        return cls(http, ws)
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                self.inbox.put(ET.fromstring(msg.data))
+        if not self.closed.done():
+            self.closed.set_result(self.ws.close_code)
+
+    async def send(self, xml: str) -> None:
+        await self.ws.send_str(xml)
+
+    async def expect(self, ns: str, name: str) -> ET.Element:
+        return await self.inbox.wait_for(lambda el: el.tag == q(ns, name), f"<{name} xmlns='{ns}'/>")
+
+    async def open(self) -> ET.Element:
+        """Open (or restart) the stream; returns the stream features."""
+        await self.send(OPEN)
+        await self.expect(NS_FRAMING, "open")
+        return await self.expect("http://etherx.jabber.org/streams", "features")
+
+    async def login(self, account: Account, resource: str = "web") -> None:
+        features = await self.open()
+        assert "PLAIN" in mechanisms(features), f"no PLAIN offered: {ET.tostring(features)}"
+        await self.send(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{plain(account)}</auth>")
+        await self.expect(NS_SASL, "success")
+        await self.open()
+        await self.send(f"<iq xmlns='{NS_CLIENT}' type='set' id='bind'><bind xmlns='{NS_BIND}'><resource>{resource}</resource></bind></iq>")
+        result = await self.inbox.wait_for(lambda el: el.get("id") == "bind", "the bind result")
+        self.jid = result.findtext(f"{q(NS_BIND, 'bind')}/{q(NS_BIND, 'jid')}") or ""
+        assert self.jid.startswith(account.jid), ET.tostring(result)
+        await self.send(f"<presence xmlns='{NS_CLIENT}'/>")
+
+    async def message(self, to: str, body: str) -> None:
+        await self.send(f"<message xmlns='{NS_CLIENT}' to={quoteattr(to)} type='chat'><body>{body}</body></message>")
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.http.close()
+        self._reader.cancel()
+
+
+async def wait_closed(client: WebSocketClient) -> int | None:
+    return await asyncio.wait_for(client.closed, WAIT)
