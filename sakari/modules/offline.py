@@ -1,11 +1,14 @@
 """XEP-0160 offline messages: kept for an account with no available resource, delivered in order
-on its next initial presence with a non-negative priority, with a XEP-0203 delay stamp."""
+on its next initial presence with a non-negative priority, with a XEP-0203 delay stamp. Delivered
+messages are deleted once written, or, on a session with XEP-0198 stream management, once the
+client acknowledged them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from sakari.config import declare, positive
 from sakari.core import events as E
@@ -57,11 +60,25 @@ def setup(mod: ModuleAPI) -> None:
             await store.push(owner, fragment.dump(copy))
         return True
 
+    def acknowledgements() -> Any:
+        """Stream management, when enabled: it tells when the client acknowledged what it got."""
+        try:
+            return mod.require("smacks")
+        except RuntimeError:
+            return None
+
+    def forget_through(owner: str, row: int) -> Callable[[], object]:
+        return lambda: mod.spawn(store.delete_through(owner, row))
+
     async def deliver(event: SessionEvent) -> None:
         session = event.session
         if mod.router.resource_of(session).priority < 0:
             return
         owner = str(session.bare)
+        acks = acknowledgements()
+        # With stream management, a stored message is deleted once the client acknowledged it, not once
+        # it was written: a connection lost meanwhile leaves it stored for the next session.
+        on_ack = acks is not None and acks.enabled(session)
         async with owner_lock(owner):
             stored = await store.list(owner)
             sent = None
@@ -71,8 +88,13 @@ def setup(mod: ModuleAPI) -> None:
                 # stored ones carry their delay stamp.)
                 if not await session.drained():
                     break  # gone: what was not sent stays stored for the next session
-                session.send(fragment.load(data))
-                sent = row
+                stanza = fragment.load(data)
+                session.send(stanza)
+                if on_ack:
+                    # A message a filter held back is covered by the next one acknowledged.
+                    acks.watch(session, stanza, forget_through(owner, row))
+                else:
+                    sent = row
             if sent is not None:
                 await store.delete_through(owner, sent)
 

@@ -193,3 +193,22 @@ async def test_closing_the_stream_ends_the_session_at_once_and_keeps_unacked_mes
     again = await session_for(sm_server).login(bob_account, resource="next")
     await again.expect(is_message("not acked"))
 
+
+async def test_offline_messages_stay_stored_until_acknowledged(sm_server, session_for, clients):
+    alice, bob_account = sm_server.new_account(), sm_server.new_account()
+    sender = await session_for(sm_server).login(alice)
+    for i in range(1, 4):
+        sender.message(bob_account.jid, f"stored-{i}")
+    await sender.ping_server()
+    bob = await sm_login(sm_server, bob_account, clients, presence=False)
+    await bob.send("<presence/>")
+    assert await bob.message_bodies(3) == ["stored-1", "stored-2", "stored-3"]
+    messages = [i for i, s in enumerate(bob.stanzas) if body_of(s)]
+    await bob.ack(h=messages[0] + 1)  # only stored-1 (and what came before it) was handled
+    await bob.send(f"<r xmlns='{NS_SM}'/>")
+    await bob.next_nonza("a")  # the ack was processed
+    bob.close()
+    again = await session_for(sm_server).login(bob_account, resource="next")
+    await again.expect(is_message("stored-3"))
+    bodies = [body_of(s) for s in again.inbox.since(0) if body_of(s)]
+    assert bodies == ["stored-2", "stored-3"], "what was acknowledged is gone, what was not is kept, once"
