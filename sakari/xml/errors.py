@@ -57,13 +57,14 @@ class StreamError(Exception):
 class StanzaError(Exception):
     """Raised by a handler; the core answers the sender with the matching error stanza."""
 
-    def __init__(self, condition: str, text: str | None = None, type: str | None = None) -> None:
+    def __init__(self, condition: str, text: str | None = None, type: str | None = None, app: Element | None = None) -> None:
         if condition not in STANZA_CONDITIONS:
             raise ValueError(f"unknown stanza error condition {condition!r}")
         super().__init__(f"{condition}: {text}" if text else condition)
         self.condition = condition
         self.text = text
         self.type = type or STANZA_CONDITIONS[condition]
+        self.app = app  # an application-specific condition (RFC 6120 §8.3.3), e.g. XEP-0363's <file-too-large/>
 
     def to_element(self, by: str | None = None) -> Element:
         attrs = {"type": self.type}
@@ -73,6 +74,8 @@ class StanzaError(Exception):
         el.add(self.condition, NS.STANZA_ERRORS)
         if self.text:
             el.add("text", NS.STANZA_ERRORS, {"xml:lang": "en"}, self.text)
+        if self.app is not None:
+            el.append(self.app)
         return el
 
 
