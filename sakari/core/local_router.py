@@ -86,6 +86,11 @@ class LocalRouter:
         if entry is not None:
             entry.flags.add(flag)
 
+    def unmark(self, session: Session, flag: str) -> None:
+        entry = self._entries.get(session)
+        if entry is not None:
+            entry.flags.discard(flag)
+
     # --- entry points -------------------------------------------------------------
     async def from_session(self, session: Session, stanza: Element) -> None:
         stanza.attrs["from"] = session.jid_text

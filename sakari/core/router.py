@@ -67,6 +67,9 @@ class Router(Protocol):
     def mark(self, session: Session, flag: str) -> None:
         """Set a flag on a local session's resource (e.g. it fetched the roster, so it gets pushes)."""
 
+    def unmark(self, session: Session, flag: str) -> None:
+        """Clear a flag that a client may turn off again (e.g. message carbons)."""
+
     # --- delivery -------------------------------------------------------------------
     async def from_session(self, session: Session, stanza: Element) -> None:
         """A stanza a local client sent: stamped, checked, seen by modules, routed."""
