@@ -115,6 +115,12 @@ class MapStore(Protocol):
     async def clear(self, owner: str) -> None: ...
 
 
+class CachedKeyValueStore(KeyValueStore, Cached, Protocol):
+    def peek(self, owner: str) -> tuple[bytes | None] | None:
+        """None when not cached; else the value (None: the owner has none) in a one-item tuple."""
+        ...
+
+
 # The name modules used before generic stores existed.
 DocumentStore = MapStore
 
@@ -233,6 +239,9 @@ class Storage(Protocol):
     def blocklist(self) -> CachedBlocklistStore: ...
 
     def keyvalue(self, name: str) -> KeyValueStore: ...
+    def cached_keyvalue(self, name: str) -> CachedKeyValueStore:
+        """The keyvalue store of that name, for values read on every stanza: cached (storage.cache_owners)."""
+        ...
     def map(self, name: str) -> MapStore: ...
     def documents(self, kind: str) -> MapStore:
         """The same store as ``map(kind)``."""

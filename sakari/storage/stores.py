@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from sakari.credentials import Credentials, ScramKeys
 from sakari.storage.base import ArchiveEntry, ArchiveItem, ArchivePage, RosterItem
-from sakari.storage.cache import CachedBlocklist, CachedRoster
+from sakari.storage.cache import CachedBlocklist, CachedRoster, OwnerCache
 from sakari.storage.sql import TABLES, Many, SqlDatabase, Statement
 
 T = TypeVar("T")
@@ -187,6 +187,31 @@ class SqlKeyValue:
                     (self.name, owner, value),
                 )
             )
+
+
+class CachedKeyValue:
+    """A keyvalue store read on every stanza (archiving preferences, say): values cached by owner.
+
+    ``peek`` answers without I/O: None when the owner is not cached, else a one-item tuple
+    holding the value (None when the owner has none), so that "no value" is cached too.
+    """
+
+    def __init__(self, store: SqlKeyValue, size: int) -> None:
+        self.store = store
+        self.cache: OwnerCache[tuple[bytes | None]] = OwnerCache(size)
+        self.peek = self.cache.peek
+
+    def invalidate(self, owner: str) -> None:
+        self.cache.invalidate(owner)
+
+    async def get(self, owner: str) -> bytes | None:
+        return (await self.cache.get(owner, lambda: self._load(owner)))[0]
+
+    async def _load(self, owner: str) -> tuple[bytes | None]:
+        return (await self.store.get(owner),)
+
+    async def set(self, owner: str, value: bytes | None) -> None:
+        await self.cache.write(owner, self.store.set(owner, value), lambda _old, _result: (value,))
 
 
 class SqlMap:
@@ -423,13 +448,20 @@ class SqlStorage:
         self.accounts = SqlAccounts(db, self._forget)
         self.offline = SqlOffline(db)
         self._stores: dict[tuple[Callable[..., Any], str], Any] = {}
+        self._cache_owners = cache_owners
 
     def _forget(self, owner: str) -> None:
         self.roster.invalidate(owner)
         self.blocklist.invalidate(owner)
+        for store in self._stores.values():
+            if isinstance(store, CachedKeyValue):
+                store.invalidate(owner)
 
     def keyvalue(self, name: str) -> SqlKeyValue:
         return self._named(SqlKeyValue, name)
+
+    def cached_keyvalue(self, name: str) -> CachedKeyValue:
+        return self._named(CachedKeyValue, name, lambda: CachedKeyValue(self.keyvalue(name), self._cache_owners))
 
     def map(self, name: str) -> SqlMap:
         return self._named(SqlMap, name)
@@ -439,11 +471,11 @@ class SqlStorage:
     def archive(self, name: str) -> SqlArchive:
         return self._named(SqlArchive, name)
 
-    def _named(self, kind: Callable[[SqlDatabase, str], T], name: str) -> T:
-        """The one store of that kind and name (opened on first use)."""
+    def _named(self, kind: Callable[..., T], name: str, make: Callable[[], T] | None = None) -> T:
+        """The one store of that kind and name (opened on first use: ``make()``, or ``kind(db, name)``)."""
         store = self._stores.get((kind, name))
         if store is None:
-            store = self._stores[(kind, name)] = kind(self.db, name)
+            store = self._stores[(kind, name)] = make() if make is not None else kind(self.db, name)
         return store  # type: ignore[no-any-return]
 
     async def open(self) -> None:

@@ -148,3 +148,25 @@ async def test_an_archive_written_before_search_is_upgraded_with_its_items(
         assert await archive.count(JULIET) == 0
     finally:
         await st.close()
+
+
+async def test_cached_keyvalue_reads_once_caches_no_value_and_writes_through(storage: Storage) -> None:
+    prefs = storage.cached_keyvalue("prefs")
+    assert prefs is storage.cached_keyvalue("prefs")
+    assert prefs.peek(JULIET) is None
+    assert await prefs.get(JULIET) is None
+    assert prefs.peek(JULIET) == (None,)  # "no value" is cached too
+    await prefs.set(JULIET, b"v1")
+    assert prefs.peek(JULIET) == (b"v1",)
+    assert await storage.keyvalue("prefs").get(JULIET) == b"v1"  # the same data as the plain store
+    await prefs.set(JULIET, None)
+    assert prefs.peek(JULIET) == (None,) and await storage.keyvalue("prefs").get(JULIET) is None
+
+
+async def test_cached_keyvalue_forgets_a_deleted_account(storage: Storage) -> None:
+    await storage.accounts.create(JULIET, CREDS_A)
+    prefs = storage.cached_keyvalue("prefs")
+    await prefs.set(JULIET, b"v")
+    await storage.accounts.delete(JULIET)
+    assert prefs.peek(JULIET) is None
+    assert await prefs.get(JULIET) is None
