@@ -1,0 +1,250 @@
+"""XEP-0313 Message Archive Management for user archives (``urn:xmpp:mam:2`` and ``#extended``).
+
+- Archiving (§7): a message a user sends goes into the sender's archive, a message a
+  user receives into the recipient's, each under an id of its own; local to local, both.
+  rules.py says which messages are kept; XEP-0334 hints decide first.
+- XEP-0359: a received message is delivered with ``<stanza-id by='user@domain'/>``, the
+  id of its archived copy; one a sender put there claiming that archive is removed.
+  Offline copies (XEP-0160) carry it too, so a client that gets a message both ways can
+  tell it is one message (docs/archive.md).
+- Queries (§4) with XEP-0059 paging, filters by contact, time, ids and XEP-0431 full
+  text; the form, preferences (§6) and archive metadata.
+- Retention: messages older than ``mam.retention_days`` are deleted, hourly.
+
+Writes are batched off the delivery path (archiver.py): delivery never waits for storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import time
+from collections.abc import Coroutine
+from types import CoroutineType
+from typing import Any
+
+from sakari.config import declare, one_of, positive
+from sakari.core import events as E
+from sakari.core.events import ServerEvent, StanzaEvent
+from sakari.core.modules import ModuleAPI
+from sakari.modules.mam.archiver import Archiver
+from sakari.modules.mam.query import NS_FULLTEXT, Query, fin, form_fields, parse_query, result_message
+from sakari.modules.mam.rules import NS_MAM, NS_SID, Prefs, body_of, claims_archive, load_prefs, parse_prefs, stamped, worth_keeping
+from sakari.modules.util import payload, refuse, utc_stamp
+from sakari.storage.base import ArchiveEntry, ArchivePage
+from sakari.xml import fragment
+from sakari.xml.element import Element
+from sakari.xml.errors import StanzaError
+
+NS_EXTENDED = "urn:xmpp:mam:2#extended"
+EXPIRY_INTERVAL = 3600.0  # seconds between two deletions of expired messages
+
+MAX_RESULTS = declare(
+    "mam.max_results", 100, "Largest page of archived messages a client may ask for (and the page when it names none).", positive
+)
+RETENTION_DAYS = declare(
+    "mam.retention_days", 365, "Days an archived message is kept; older ones are deleted, every hour.", positive
+)
+DEFAULT_POLICY = declare(
+    "mam.default",
+    "always",
+    "What is archived for a user who set no preferences: \"always\", \"never\", or \"roster\" (chats with roster contacts only).",
+    one_of("always", "never", "roster"),
+)
+
+Verdict = bool | Coroutine[Any, Any, bool]
+
+
+def setup(mod: ModuleAPI) -> None:
+    store = mod.storage.archive("mam")
+    prefs_store = mod.storage.cached_keyvalue("mam_prefs")
+    rosters = mod.storage.roster
+    router = mod.router
+    archiver = Archiver(store, mod.spawn)
+    expiry: list[asyncio.Task[None]] = []
+
+    # --- what to archive ---------------------------------------------------------------
+    def wanted(owner: str, contact: str) -> Verdict:
+        """Whether the owner's preferences archive messages with this contact; peeks first, like blocking."""
+        cached = prefs_store.peek(owner)
+        if cached is None:
+            return wanted_loading(owner, contact)
+        if cached[0] is None:
+            return by_default(mod.option(DEFAULT_POLICY), owner, contact)
+        prefs = load_prefs(cached[0])
+        verdict = prefs.decides(contact)
+        return by_default(prefs.default, owner, contact) if verdict is None else verdict
+
+    async def wanted_loading(owner: str, contact: str) -> bool:
+        await prefs_store.get(owner)
+        verdict = wanted(owner, contact)
+        return await verdict if verdict.__class__ is CoroutineType else verdict  # type: ignore[misc,return-value]
+
+    def by_default(default: str, owner: str, contact: str) -> Verdict:
+        if default != "roster":
+            return default == "always"
+        roster = rosters.peek(owner)
+        if roster is None:
+            return in_roster_loading(owner, contact)
+        item = roster[1].get(contact)
+        return item is not None and item.listed
+
+    async def in_roster_loading(owner: str, contact: str) -> bool:
+        _, items = await rosters.get(owner)
+        item = items.get(contact)
+        return item is not None and item.listed
+
+    # --- archiving ---------------------------------------------------------------------
+    def sent(event: StanzaEvent) -> Coroutine[Any, Any, None] | None:
+        """Outbound: the sender's copy, as sent."""
+        stanza = event.stanza
+        owner, contact = event.from_jid.bare, event.to_jid.bare
+        if owner == contact or not worth_keeping(stanza):
+            return None  # to oneself: archived once, as received
+        verdict = wanted(owner.text, contact.text)
+        if verdict.__class__ is CoroutineType:
+            return keep_sent(event, verdict)  # type: ignore[arg-type]
+        if verdict:
+            archiver.add(ArchiveEntry(owner.text, store.new_id(), contact.text, fragment.dump(stanza), body_of(stanza)))
+        return None
+
+    async def keep_sent(event: StanzaEvent, verdict: Coroutine[Any, Any, bool]) -> None:
+        if await verdict:
+            stanza = event.stanza
+            entry = ArchiveEntry(event.from_jid.bare.text, store.new_id(), event.to_jid.bare.text, fragment.dump(stanza), body_of(stanza))
+            archiver.add(entry)
+
+    def received(event: StanzaEvent) -> Coroutine[Any, Any, None] | None:
+        """Inbound to an online user: the recipient's copy, and the stanza-id on what is delivered."""
+        owner = event.to_jid.bare
+        if not worth_keeping(event.stanza) or not router.is_online(owner):
+            # Not archived, or not yet: with nobody online, message/offline decides, once the account is known.
+            event.stanza = stamped(event.stanza, owner.text, None)
+            return None
+        verdict = wanted(owner.text, event.from_jid.bare.text)
+        if verdict.__class__ is CoroutineType:
+            return keep_received_later(event, verdict)  # type: ignore[arg-type]
+        keep_received(event, verdict)  # type: ignore[arg-type]
+        return None
+
+    async def keep_received_later(event: StanzaEvent, verdict: Coroutine[Any, Any, bool]) -> None:
+        keep_received(event, await verdict)
+
+    def keep_received(event: StanzaEvent, verdict: bool) -> None:
+        owner = event.to_jid.bare.text
+        if not verdict:
+            event.stanza = stamped(event.stanza, owner, None)
+            return
+        id = store.new_id()
+        event.stanza = copy = stamped(event.stanza, owner, id)
+        archiver.add(ArchiveEntry(owner, id, event.from_jid.bare.text, fragment.dump(copy), body_of(copy)))
+
+    async def offline(event: StanzaEvent) -> None:
+        """Inbound to a user with no resource that takes it: archived before offline storage keeps it,
+        so the offline copy carries the archive's stanza-id."""
+        owner = event.to_jid.bare.text
+        if claims_archive(event.stanza, owner) or not worth_keeping(event.stanza):
+            return None  # archived on arrival (a resource was bound), or not for the archive
+        if await mod.storage.accounts.get(owner) is None:
+            return None
+        verdict = wanted(owner, event.from_jid.bare.text)
+        keep_received(event, await verdict if verdict.__class__ is CoroutineType else verdict)  # type: ignore[misc,arg-type]
+        return None
+
+    # --- queries -----------------------------------------------------------------------
+    async def page_for(owner: str, q: Query) -> ArchivePage:
+        await archiver.written()  # what was just delivered is found
+        for id in q.named:
+            if await store.get(owner, id) is None:
+                raise StanzaError("item-not-found", f"no archived message has the id {id!r}")
+        try:
+            page = await store.query(
+                owner,
+                with_jid=q.with_jid, start=q.start, end=q.end, after_id=q.after_id, before_id=q.before_id,
+                ids=q.ids, text=q.text, limit=q.limit, reverse=q.reverse, count=q.count_only,
+            )
+        except ValueError:
+            raise StanzaError("item-not-found", "an id in the query is not one of this archive's") from None
+        if page.count is None and page.complete and q.after_id is None and q.before_id is None:
+            page = dataclasses.replace(page, count=len(page.items))  # the whole result is on this page
+        return page
+
+    async def query(event: StanzaEvent) -> Element:
+        session = event.origin
+        if session is None:
+            raise StanzaError("not-allowed", "only a client queries its archive")
+        q = parse_query(payload(event), mod.option(MAX_RESULTS))
+        owner = event.to_jid.bare.text
+        page = await page_for(owner, q)
+        to = event.from_jid.text
+        for item in reversed(page.items) if q.flip else page.items:
+            if not await session.drained():  # a big page goes at the client's pace
+                break
+            session.send(result_message(item, to, owner, q.queryid))
+        return fin(page, q)
+
+    def fields(event: StanzaEvent) -> Element:
+        return form_fields()
+
+    async def metadata(event: StanzaEvent) -> Element:
+        """The archive's first and last message (XEP-0313 §5.4), for a client's first sync."""
+        owner = event.to_jid.bare.text
+        await archiver.written()
+        first = await store.query(owner, limit=1)
+        last = await store.query(owner, limit=1, reverse=True)
+        result = Element("metadata", NS_MAM)
+        for name, page in (("start", first), ("end", last)):
+            if page.items:
+                item = page.items[0]
+                when = datetime.datetime.fromtimestamp(item.timestamp, datetime.UTC)
+                result.add(name, attrs={"id": item.id, "timestamp": utc_stamp(when)})
+        return result
+
+    # --- preferences -------------------------------------------------------------------
+    async def prefs_of(owner: str) -> Prefs:
+        data = await prefs_store.get(owner)
+        return Prefs(mod.option(DEFAULT_POLICY)) if data is None else load_prefs(data)
+
+    async def get_prefs(event: StanzaEvent) -> Element:
+        return (await prefs_of(event.to_jid.bare.text)).to_element()
+
+    async def set_prefs(event: StanzaEvent) -> Element:
+        prefs = parse_prefs(payload(event))
+        await prefs_store.set(event.to_jid.bare.text, prefs.dump())
+        return prefs.to_element()
+
+    # --- retention ---------------------------------------------------------------------
+    async def expire_forever() -> None:
+        while True:
+            cutoff = time.time() - mod.option(RETENTION_DAYS) * 86400
+            gone = await store.expire(cutoff)
+            if gone:
+                mod.log.info("event=archive-expired messages=%d", gone)
+            await asyncio.sleep(EXPIRY_INTERVAL)
+
+    def started(event: ServerEvent) -> None:
+        expiry.append(mod.spawn(expire_forever()))
+
+    async def stopping(event: ServerEvent) -> None:
+        for task in expiry:
+            task.cancel()
+        await archiver.written()
+
+    for feature in (NS_MAM, NS_EXTENDED, NS_SID, NS_FULLTEXT):
+        mod.add_feature(feature)
+        mod.add_account_feature(feature)
+    for target in ("bare", "full"):
+        mod.hook(f"pre-message/{target}", sent, priority=50)
+        mod.hook(f"message/{target}", received, priority=50)
+    mod.hook(E.MESSAGE_OFFLINE, offline, priority=50)
+    mod.hook(f"iq-set/self/{NS_MAM}:query", query)
+    mod.hook(f"iq-get/self/{NS_MAM}:query", fields)
+    mod.hook(f"iq-get/self/{NS_MAM}:metadata", metadata)
+    mod.hook(f"iq-get/self/{NS_MAM}:prefs", get_prefs)
+    mod.hook(f"iq-set/self/{NS_MAM}:prefs", set_prefs)
+    for kind in ("get", "set"):
+        for name in ("query", "prefs", "metadata"):
+            mod.hook(f"iq-{kind}/bare/{NS_MAM}:{name}", refuse("forbidden", "an archive is only its owner's"))
+    mod.hook(E.SERVER_STARTED, started)
+    mod.hook(E.SERVER_STOPPING, stopping)
