@@ -1,0 +1,472 @@
+"""XEP-0163 Personal Eventing Protocol: a pubsub service on every account, on the XEP-0060 node engine.
+
+- Publish auto-creates nodes (§7.1.5 publish-options become their configuration, and are
+  preconditions on a node that exists), retract, items (all, max_items, by id), create,
+  configure, delete, purge and whitelist affiliations (XEP-0060 §6–§8).
+- Notifications go to the owner's resources and to each contact's resources whose caps
+  (XEP-0115, the ``caps`` module) show ``NODE+notify`` and who may see the node under its
+  access model (presence by default, open, roster, whitelist). Nothing is remembered per
+  contact: recipients are worked out from the roster and the router when an item is published.
+- The last item of each wanted node goes to a resource on its initial presence, and again
+  for nodes it newly wants when its caps change (XEP-0163 §4.3).
+- XEP-0223: nodes published with persist_items and the whitelist model keep private data.
+
+Bounds: nodes per account, items per node and the size of an item are options.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sakari.config import declare, positive
+from sakari.core.events import SessionEvent, StanzaEvent
+from sakari.core.modules import ModuleAPI
+from sakari.core.router import Resource
+from sakari.jid import JID, JIDError, parse_jid
+from sakari.modules.caps import CAPS_CHANGED, CapsEvent
+from sakari.modules.presence import PRESENCE_INITIAL
+from sakari.modules.pubsub.config import (
+    NodeConfig,
+    check_preconditions,
+    config_form,
+    configure,
+    meta_data_form,
+    publish_options,
+)
+from sakari.modules.pubsub.node import Node
+from sakari.modules.pubsub.protocol import (
+    NS_OWNER,
+    NS_PUBSUB,
+    Notification,
+    PubsubError,
+    Request,
+    delete_event,
+    find_form,
+    item_in,
+    items_event,
+    parse_request,
+    purge_event,
+    require_node,
+    retract_event,
+)
+from sakari.modules.pubsub.store import NodeStore
+from sakari.modules.util import payload
+from sakari.xml import fragment
+from sakari.xml.element import Element
+from sakari.xml.errors import StanzaError
+
+NS_INFO = "http://jabber.org/protocol/disco#info"
+NS_ITEMS = "http://jabber.org/protocol/disco#items"
+NOTIFY = "+notify"
+_SERVED = "pep-served"  # session props: nodes whose last item this resource was sent
+
+MAX_NODES = declare("pep.max_nodes", 100, "PEP nodes one account may have; creating one more is refused (not-allowed).", positive)
+MAX_ITEMS = declare(
+    "pep.max_items", 256,
+    "Items one PEP node keeps at most; a node asking for more (or for \"max\") keeps this many, the oldest go first.",
+    positive,
+)
+MAX_ITEM_SIZE = declare(
+    "pep.max_item_size", 131072,
+    "Largest PEP item payload in bytes, as serialized; a bigger one is refused (not-acceptable, payload-too-big).",
+    positive,
+)
+
+FEATURES = [
+    "access-open", "access-presence", "access-roster", "access-whitelist", "auto-create", "auto-subscribe",
+    "config-node", "create-and-configure", "create-nodes", "delete-items", "delete-nodes", "filtered-notifications",
+    "last-published", "item-ids", "manage-affiliations", "member-affiliation", "persistent-items", "presence-notifications",
+    "publish", "publish-options", "purge-nodes", "retract-items", "retrieve-affiliations", "retrieve-default",
+    "retrieve-items", "retrieve-subscriptions",
+]
+
+
+def _truthy(text: str | None) -> bool:
+    return text in ("1", "true")
+
+
+class Pep:
+    def __init__(self, mod: ModuleAPI) -> None:
+        self.mod = mod
+        self.router = mod.router
+        self.rosters = mod.require("roster")
+        self.caps = mod.require("caps")
+        self.store = NodeStore(mod.storage, "pep")
+
+    # --- who may see, who wants ------------------------------------------------------
+    async def may_see(self, node: Node, owner: JID, requester: JID) -> bool:
+        if node.config.access_model == "open" or requester.bare == owner:
+            return True
+        item = await self.rosters.item(str(owner), str(requester.bare))
+        if item is None or not item.listed:
+            return node.may_see(str(requester.bare), str(owner), None)
+        return node.may_see(str(requester.bare), str(owner), item.subscription, tuple(item.groups))
+
+    async def check_access(self, node: Node, owner: JID, requester: JID) -> None:
+        """XEP-0060 §6.5.9: each access model refuses with its own condition."""
+        if await self.may_see(node, owner, requester):
+            return
+        model = node.config.access_model
+        if model == "presence":
+            raise PubsubError("not-authorized", "presence-subscription-required")
+        if model == "roster":
+            raise PubsubError("not-authorized", "not-in-roster-group")
+        raise PubsubError("not-allowed", "closed-node")
+
+    def wanted(self, resource: Resource) -> frozenset[str]:
+        """The nodes a resource asked notifications of (``NODE+notify`` among its caps features)."""
+        features = self.caps.features(resource)
+        if not features:
+            return frozenset()
+        return frozenset(f[: -len(NOTIFY)] for f in features if f.endswith(NOTIFY))
+
+    async def audience(self, owner: JID, node: Node) -> list[Resource]:
+        """Available resources that want this node's notifications and may see it: the owner's and its contacts'."""
+        roster = await self.rosters.get(str(owner))
+        name = node.name
+        recipients = [r for r in self.router.resources(owner) if r.available and name in self.wanted(r)]
+        for jid, item in roster.items.items():
+            if not item.listed or not node.may_see(jid, str(owner), item.subscription, tuple(item.groups)):
+                continue
+            try:
+                contact = parse_jid(jid)
+            except JIDError:
+                continue
+            recipients.extend(r for r in self.router.resources(contact) if r.available and name in self.wanted(r))
+        return recipients
+
+    async def notify(self, owner: JID, node: Node, event: Element) -> None:
+        """One serialization of the event, whatever the number of recipients."""
+        recipients = await self.audience(owner, node)
+        if not recipients:
+            return
+        notification = Notification(event, str(owner))
+        for resource in recipients:
+            message, data = notification.to(resource.jid.text)
+            if resource.session is not None:
+                resource.session.send(message, data)
+            else:
+                self.router.send_to([resource], message)
+
+    # --- last items on presence ------------------------------------------------------
+    async def send_last_items(self, resource: Resource, nodes: frozenset[str]) -> None:
+        """The last item of each of these nodes, from the account itself and every contact whose presence it sees."""
+        session = resource.session
+        if session is None or not nodes:
+            return
+        me = session.bare
+        roster = await self.rosters.get(str(me))
+        owners = [me] + [
+            parse_jid(jid) for jid, item in roster.items.items()
+            if item.subscription in ("to", "both") and self.mod.hosts.has_accounts(jid.rpartition("@")[2])
+        ]
+        for owner in owners:
+            for node in (await self.store.configs(str(owner))).values():
+                if node.name not in nodes or node.config.send_last_published_item != "on_sub_and_presence":
+                    continue
+                if not await self.may_see(node, owner, me):
+                    continue
+                await self.store.load_items(str(owner), node)
+                last = node.last()
+                if last is not None and await session.drained():
+                    message, data = Notification(items_event(node.name, [last]), str(owner)).to(session.jid_text)
+                    session.send(message, data)
+
+    async def presence_initial(self, event: SessionEvent) -> None:
+        resource = self.router.resource_of(event.session)
+        nodes = self.wanted(resource)
+        event.session.props[_SERVED] = nodes
+        await self.send_last_items(resource, nodes)
+
+    async def caps_changed(self, event: CapsEvent) -> None:
+        """Caps learned or changed after the initial presence: the nodes now wanted get their last items."""
+        session = event.session
+        resource = self.router.resource_of(session)
+        if not resource.available or _SERVED not in session.props:
+            return  # the initial presence, still being broadcast, takes care of it
+        served: frozenset[str] = session.props[_SERVED]
+        nodes = self.wanted(resource)
+        session.props[_SERVED] = served | nodes
+        await self.send_last_items(resource, nodes - served)
+
+    # --- publish, retract -------------------------------------------------------------
+    async def publish(self, owner: JID, request: Request) -> Element:
+        name = require_node(request)
+        items = request.action.find_all("item")
+        if len(items) > 1:
+            raise PubsubError("bad-request", "invalid-payload", "publish one item at a time")
+        item = items[0] if items else None
+        contents = list(item.elements()) if item is not None else []
+        if len(contents) != 1:
+            raise PubsubError("bad-request", "payload-required" if not contents else "invalid-payload")
+        size_limit = self.mod.option(MAX_ITEM_SIZE, host=owner.domain)
+        if len(fragment.dump(contents[0])) > size_limit:
+            raise PubsubError("not-acceptable", "payload-too-big", f"an item may have at most {size_limit} bytes")
+        form = find_form(request.options) if request.options is not None and request.options.name == "publish-options" else None
+        wanted = publish_options(form)
+        async with self.store.editing(str(owner), name):
+            node = await self.store.get(str(owner), name)
+            created = node is None
+            if node is None:
+                node = await self.new_node(owner, name, NodeConfig(**wanted))
+            else:
+                check_preconditions(node.config, wanted)
+            stored, _ = node.publish(item.attrs.get("id") if item is not None else None, contents[0],
+                                     self.mod.option(MAX_ITEMS, host=owner.domain))
+            await self.store.save(str(owner), node, config=created)
+        await self.notify(owner, node, items_event(name, [stored]))
+        result = Element("pubsub", NS_PUBSUB)
+        result.add("publish", attrs={"node": name}).add("item", attrs={"id": stored.attrs["id"]})
+        return result
+
+    async def new_node(self, owner: JID, name: str, config: NodeConfig) -> Node:
+        limit = self.mod.option(MAX_NODES, host=owner.domain)
+        if len(await self.store.configs(str(owner))) >= limit:
+            raise PubsubError("not-allowed", "max-nodes-exceeded", f"an account may have at most {limit} nodes")
+        return Node(name, config)
+
+    async def retract(self, owner: JID, request: Request) -> bool:
+        name = require_node(request)
+        ids = [i.attrs.get("id", "") for i in request.action.find_all("item")]
+        if not ids or not all(ids):
+            raise PubsubError("bad-request", "item-required")
+        async with self.store.editing(str(owner), name):
+            node = await self.existing(owner, name)
+            for item_id in ids:
+                node.retract(item_id)
+            await self.store.save(str(owner), node, config=False)
+        if node.config.notify_retract or _truthy(request.action.attrs.get("notify")):
+            await self.notify(owner, node, retract_event(name, ids))
+        return True
+
+    async def existing(self, owner: JID, name: str, with_items: bool = True) -> Node:
+        node = await self.store.get(str(owner), name, with_items)
+        if node is None:
+            raise StanzaError("item-not-found", f"no node {name}")
+        return node
+
+    # --- retrieval ----------------------------------------------------------------------
+    async def items(self, owner: JID, requester: JID, request: Request) -> Element:
+        name = require_node(request)
+        node = await self.existing(owner, name)
+        await self.check_access(node, owner, requester)
+        ids = [i.attrs["id"] for i in request.action.find_all("item") if "id" in i.attrs]
+        max_text = request.action.attrs.get("max_items")
+        try:
+            max_items = int(max_text) if max_text else None
+        except ValueError:
+            raise StanzaError("bad-request", "max_items is not a number") from None
+        result = Element("pubsub", NS_PUBSUB)
+        wrapper = result.add("items", attrs={"node": name})
+        wrapper.children.extend(item_in(i, NS_PUBSUB) for i in node.select(max_items, ids))
+        return result
+
+    async def own_affiliations(self, owner: JID) -> Element:
+        result = Element("pubsub", NS_PUBSUB)
+        wrapper = result.add("affiliations")
+        for name in sorted(await self.store.configs(str(owner))):
+            wrapper.add("affiliation", attrs={"node": name, "affiliation": "owner"})
+        return result
+
+    # --- owner requests -------------------------------------------------------------------
+    async def create(self, owner: JID, request: Request) -> Element | bool:
+        name = require_node(request)
+        form = find_form(request.options)
+        async with self.store.editing(str(owner), name):
+            if await self.store.get(str(owner), name, with_items=False) is not None:
+                raise StanzaError("conflict", f"the node {name} exists")
+            config = configure(NodeConfig(), form) if form is not None else NodeConfig()
+            await self.store.save(str(owner), await self.new_node(owner, name, config))
+        return True
+
+    async def configure_node(self, owner: JID, request: Request) -> bool:
+        name = require_node(request)
+        form = find_form(request.action)
+        if form is None:
+            raise StanzaError("bad-request", "send the configuration form")
+        if form.attrs.get("type") == "cancel":
+            return True
+        async with self.store.editing(str(owner), name):
+            node = await self.existing(owner, name, with_items=False)
+            node.config = configure(node.config, form)
+            await self.store.save(str(owner), node, items=False)
+        return True
+
+    async def delete(self, owner: JID, request: Request) -> bool:
+        name = require_node(request)
+        async with self.store.editing(str(owner), name):
+            node = await self.existing(owner, name, with_items=False)
+            audience_event = delete_event(name) if node.config.notify_delete else None
+            if audience_event is not None:
+                # Those who could see it hear of its deletion; afterwards nobody can.
+                await self.notify(owner, node, audience_event)
+            await self.store.delete(str(owner), name)
+        return True
+
+    async def purge(self, owner: JID, request: Request) -> bool:
+        name = require_node(request)
+        async with self.store.editing(str(owner), name):
+            node = await self.existing(owner, name, with_items=False)
+            node.purge()
+            await self.store.save(str(owner), node, config=False)
+        await self.notify(owner, node, purge_event(name))
+        return True
+
+    async def affiliations(self, owner: JID, request: Request, change: bool) -> Element | bool:
+        name = require_node(request)
+        async with self.store.editing(str(owner), name):
+            node = await self.existing(owner, name, with_items=False)
+            if not change:
+                result = Element("pubsub", NS_OWNER)
+                wrapper = result.add("affiliations", attrs={"node": name})
+                wrapper.add("affiliation", attrs={"jid": str(owner), "affiliation": "owner"})
+                for jid in sorted(node.members):
+                    wrapper.add("affiliation", attrs={"jid": jid, "affiliation": "member"})
+                return result
+            members = set(node.members)
+            for entry in request.action.find_all("affiliation"):
+                try:
+                    jid = str(parse_jid(entry.attrs.get("jid", "")).bare)
+                except JIDError as e:
+                    raise StanzaError("jid-malformed", e.text) from None
+                affiliation = entry.attrs.get("affiliation")
+                if affiliation in ("member", "publisher"):
+                    members.add(jid)
+                elif affiliation == "none":
+                    members.discard(jid)
+                else:
+                    raise StanzaError("not-acceptable", f"a PEP node has members only, not {affiliation}")
+            node.members = members
+            await self.store.save(str(owner), node, items=False)
+        return True
+
+    # --- dispatch ----------------------------------------------------------------------
+    async def on_pubsub_set(self, event: StanzaEvent) -> Element | bool:
+        request = parse_request(payload(event))
+        owner = event.to_jid.bare
+        verb = request.verb
+        if verb == "publish":
+            return await self.publish(owner, request)
+        if verb == "retract":
+            return await self.retract(owner, request)
+        if verb == "create":
+            return await self.create(owner, request)
+        raise PubsubError("feature-not-implemented", "unsupported", feature=_feature_of(verb))
+
+    async def on_pubsub_get(self, event: StanzaEvent) -> Element:
+        request = parse_request(payload(event))
+        owner = event.to_jid.bare
+        if request.verb == "items":
+            return await self.items(owner, event.from_jid, request)
+        if request.verb == "affiliations" and event.from_jid.bare == owner:
+            return await self.own_affiliations(owner)
+        if request.verb == "subscriptions" and event.from_jid.bare == owner:
+            result = Element("pubsub", NS_PUBSUB)
+            result.add("subscriptions")
+            return result
+        if request.verb == "default":
+            result = Element("pubsub", NS_PUBSUB)
+            result.add("default").append(config_form(NodeConfig()))
+            return result
+        raise PubsubError("feature-not-implemented", "unsupported", feature=_feature_of(request.verb))
+
+    async def on_owner_get(self, event: StanzaEvent) -> Element | bool:
+        request = parse_request(payload(event))
+        owner = event.to_jid.bare
+        result = Element("pubsub", NS_OWNER)
+        if request.verb == "configure":
+            node = await self.existing(owner, require_node(request), with_items=False)
+            result.add("configure", attrs={"node": node.name}).append(config_form(node.config))
+            return result
+        if request.verb == "default":
+            result.add("default").append(config_form(NodeConfig()))
+            return result
+        if request.verb == "affiliations":
+            return await self.affiliations(owner, request, change=False)
+        raise PubsubError("feature-not-implemented", "unsupported", feature=_feature_of(request.verb))
+
+    async def on_owner_set(self, event: StanzaEvent) -> Element | bool:
+        request = parse_request(payload(event))
+        owner = event.to_jid.bare
+        verb = request.verb
+        if verb == "configure":
+            return await self.configure_node(owner, request)
+        if verb == "delete":
+            return await self.delete(owner, request)
+        if verb == "purge":
+            return await self.purge(owner, request)
+        if verb == "affiliations":
+            return await self.affiliations(owner, request, change=True)
+        raise PubsubError("feature-not-implemented", "unsupported", feature=_feature_of(verb))
+
+    # --- discovery -----------------------------------------------------------------------
+    async def disco_info(self, event: StanzaEvent) -> Element | None:
+        name = payload(event).attrs.get("node")
+        if not name:
+            return None  # the account itself: the disco module answers
+        owner = event.to_jid.bare
+        node = await self.existing(owner, name, with_items=False)
+        await self.check_access(node, owner, event.from_jid)
+        query = Element("query", NS_INFO, {"node": name})
+        query.add("identity", attrs={"category": "pubsub", "type": "leaf"})
+        query.add("feature", attrs={"var": NS_PUBSUB})
+        query.append(meta_data_form(node.config, str(owner)))
+        return query
+
+    async def disco_items(self, event: StanzaEvent) -> Element | None:
+        owner = event.to_jid.bare
+        name = payload(event).attrs.get("node")
+        query = Element("query", NS_ITEMS, {"node": name} if name else None)
+        if name:
+            node = await self.existing(owner, name)
+            await self.check_access(node, owner, event.from_jid)
+            for item_id in node.items:
+                query.add("item", attrs={"jid": str(owner), "name": item_id})
+            return query
+        if event.from_jid.bare != owner and await self.mod.storage.accounts.get(str(owner)) is None:
+            return None  # no such account: the disco module answers for it
+        for node in (await self.store.configs(str(owner))).values():
+            if await self.may_see(node, owner, event.from_jid):
+                query.add("item", attrs={"jid": str(owner), "node": node.name})
+        return query
+
+
+def _feature_of(verb: str) -> str:
+    return {"subscribe": "subscribe", "unsubscribe": "subscribe", "options": "subscription-options",
+            "subscriptions": "retrieve-subscriptions", "affiliations": "retrieve-affiliations"}.get(verb, verb)
+
+
+def _forbidden(event: StanzaEvent) -> Any:
+    raise StanzaError("forbidden", "only the account's owner may change its nodes")
+
+
+def _foreign_set(event: StanzaEvent) -> Any:
+    """Another account's nodes: contacts are subscribed by presence and caps, not by request (XEP-0163 §4)."""
+    verb = parse_request(payload(event)).verb
+    if verb in ("subscribe", "unsubscribe", "options"):
+        raise PubsubError("feature-not-implemented", "unsupported", feature=_feature_of(verb))
+    _forbidden(event)
+
+
+def setup(mod: ModuleAPI) -> None:
+    mod.depends("roster")
+    mod.depends("presence")
+    mod.depends("caps")
+    pep = Pep(mod)
+    mod.add_account_identity("pubsub", "pep")
+    mod.add_account_feature(NS_PUBSUB)
+    for feature in FEATURES:
+        mod.add_account_feature(f"{NS_PUBSUB}#{feature}")
+    mod.hook(f"iq-set/self/{NS_PUBSUB}:pubsub", pep.on_pubsub_set)
+    mod.hook(f"iq-get/self/{NS_PUBSUB}:pubsub", pep.on_pubsub_get)
+    mod.hook(f"iq-get/bare/{NS_PUBSUB}:pubsub", pep.on_pubsub_get)
+    mod.hook(f"iq-get/self/{NS_OWNER}:pubsub", pep.on_owner_get)
+    mod.hook(f"iq-set/self/{NS_OWNER}:pubsub", pep.on_owner_set)
+    for kind in ("get", "set"):
+        mod.hook(f"iq-{kind}/bare/{NS_OWNER}:pubsub", _forbidden)
+    mod.hook(f"iq-set/bare/{NS_PUBSUB}:pubsub", _foreign_set)
+    for target in ("self", "bare"):
+        mod.hook(f"iq-get/{target}/{NS_INFO}:query", pep.disco_info)
+        mod.hook(f"iq-get/{target}/{NS_ITEMS}:query", pep.disco_items)
+    mod.hook(PRESENCE_INITIAL, pep.presence_initial)
+    mod.hook(CAPS_CHANGED, pep.caps_changed)
