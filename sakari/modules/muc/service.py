@@ -1,0 +1,486 @@
+"""The MUC service of one domain (conference.example.org): stanzas in, room logic, deliveries out.
+
+Rooms are state machines without I/O (``room.py``, ``admin.py``); this class
+routes stanzas to them, keeps persistent rooms in storage, enforces the
+service's limits and delivers what the rooms return. A stanza for many
+occupants is serialized once: each recipient's bytes are that serialization
+with its own ``to`` spliced in after the element name.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sakari.core.events import StanzaEvent
+from sakari.core.modules import ModuleAPI
+from sakari.jid import JID, parse_jid
+from sakari.modules.muc import admin, forms
+from sakari.modules.muc import model as M
+from sakari.modules.muc.model import Affiliation, RoomConfig
+from sakari.modules.muc.room import Limits, Out, Room
+from sakari.xml import fragment
+from sakari.xml.element import Element, escape_attr
+from sakari.xml.errors import StanzaError
+
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+NS_PING = "urn:xmpp:ping"
+NS_UNIQUE = f"{M.NS_MUC}#unique"
+NS_VCARD = "vcard-temp"
+USER_NODE = "x-roomuser-item"  # XEP-0045 §7.12: one's registered nick
+
+SERVICE_FEATURES = {M.NS_MUC, NS_UNIQUE, M.NS_SELF_PING, M.NS_OCCUPANT_ID, M.NS_STABLE_ID}
+
+
+@dataclass(slots=True)
+class Policy:
+    """The service's options, read once per domain."""
+
+    create_rooms: str  # "local", "admins", "anyone"
+    max_rooms_per_user: int
+    joins_per_minute: int
+    lock_new_rooms: bool
+    default_history: int
+    limits: Limits
+
+
+class MucService:
+    def __init__(self, mod: ModuleAPI, domain: str, policy: Policy, secret: bytes) -> None:
+        self.mod = mod
+        self.router = mod.router
+        self.domain = domain
+        self.policy = policy
+        self.secret = secret
+        self.rooms: dict[str, Room] = {}
+        self.where: dict[JID, set[Room]] = {}  # real full JID → rooms it is in (to leave them when it goes)
+        self.joins: dict[JID, tuple[float, float]] = {}  # bare JID → (join allowance, when it was counted)
+        self.room_store = mod.storage.map("muc_rooms")  # owner: the service domain; key: the room's name
+        self.affiliation_store = mod.storage.map("muc_affiliations")  # owner: the room's bare JID
+        self.history_store = mod.storage.keyvalue("muc_history")  # owner: the room's bare JID
+
+    # --- rooms ------------------------------------------------------------------------------
+    def new_room(self, name: str, config: RoomConfig) -> Room:
+        room = Room(JID(name, self.domain), config, self.policy.limits, self.mod.is_admin, self.secret,
+                    lambda: secrets.token_urlsafe(12))
+        room.on_enter = self._entered
+        room.on_exit = self._exited
+        self.rooms[name] = room
+        return room
+
+    def _entered(self, real: JID, room: Room) -> None:
+        self.where.setdefault(real, set()).add(room)
+
+    def _exited(self, real: JID, room: Room) -> None:
+        rooms = self.where.get(real)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self.where[real]
+
+    async def load(self) -> None:
+        """Persistent rooms, their configuration, affiliations and recent history, after a restart."""
+        for name, data in (await self.room_store.items(self.domain)).items():
+            saved = json.loads(data)
+            room = self.new_room(name, RoomConfig.from_json(saved["config"]))
+            room.subject, room.subject_from = saved.get("subject", ""), saved.get("subject_from", "")
+            for bare, entry in (await self.affiliation_store.items(room.jid.text)).items():
+                room.affiliations[parse_jid(bare)] = Affiliation.load(entry)
+            history = await self.history_store.get(room.jid.text)
+            if history:
+                room.history.restore([(fragment.load(s.encode()), w) for s, w in json.loads(history)])
+
+    async def save(self, room: Room, affiliations: list[JID] | None = None) -> None:
+        """Write a persistent room (and the affiliations that changed; None: all of them)."""
+        if not room.config.persistent or room.destroyed:
+            return
+        state = {"config": room.config.to_json(), "subject": room.subject, "subject_from": room.subject_from}
+        await self.room_store.set(self.domain, room.jid.local, json.dumps(state).encode())
+        changed = list(room.affiliations) if affiliations is None else affiliations
+        for bare in changed:
+            entry = room.affiliations.get(bare)
+            await self.affiliation_store.set(room.jid.text, bare.text, entry.dump() if entry is not None else None)
+
+    async def save_history(self) -> None:
+        """At shutdown: the legacy history of persistent rooms, so newcomers after a restart see it."""
+        for room in self.rooms.values():
+            if room.config.persistent and not room.destroyed:
+                entries = [(fragment.dump(s.stanza).decode(), s.when) for s in room.history.entries]
+                await self.history_store.set(room.jid.text, json.dumps(entries).encode() if entries else None)
+
+    async def forget(self, room: Room) -> None:
+        """A destroyed room, or an empty temporary one: gone from memory and storage."""
+        if self.rooms.get(room.jid.local) is room:
+            del self.rooms[room.jid.local]
+        room.destroyed = True
+        await self.room_store.set(self.domain, room.jid.local, None)
+        await self.affiliation_store.clear(room.jid.text)
+        await self.history_store.set(room.jid.text, None)
+
+    async def close_if_empty(self, room: Room) -> None:
+        if not room.occupants and not room.config.persistent and not room.destroyed:
+            if self.rooms.get(room.jid.local) is room:
+                del self.rooms[room.jid.local]
+            room.destroyed = True
+
+    # --- delivery ---------------------------------------------------------------------------------
+    async def deliver(self, outs: list[Out]) -> None:
+        resource = self.router.resource
+        has_accounts = self.router.hosts.has_accounts
+        remote: list[tuple[Element, JID]] = []
+        for out in outs:
+            stanza, recipients = out.stanza, out.to
+            head = tail = b""
+            if len(recipients) > 1:
+                text = stanza.serialize()
+                cut = len(stanza.name) + 1
+                head, tail = text[:cut].encode(), text[cut:].encode()
+            for jid in recipients:
+                copy = stanza.shallow_copy()  # each session its own element: a filter may keep it
+                copy.attrs["to"] = jid.text
+                entry = resource(jid) if jid.resource else None
+                if entry is not None and entry.session is not None:
+                    entry.session.send(copy, head + b' to="' + escape_attr(jid.text).encode() + b'"' + tail if head else None)
+                elif entry is not None or not jid.resource or not has_accounts(jid.domain):
+                    remote.append((copy, jid))
+                # else: a local resource that is gone; session/closed takes it out of the room
+        for copy, jid in remote:
+            await self.router.route(copy, parse_jid(copy.attrs["from"]), jid)
+
+    # --- the service handler --------------------------------------------------------------------------
+    async def handle(self, event: StanzaEvent) -> Any:
+        to = event.to_jid
+        kind = event.stanza.name
+        if not to.local:
+            if kind == "iq":
+                return self.service_iq(event)
+            return True if kind == "presence" else None
+        room = self.rooms.get(to.local)
+        if kind == "presence":
+            await self.presence(event, room)
+            return True
+        if kind == "message":
+            await self.message(event, room)
+            return True
+        if event.stanza.attrs.get("type") not in ("get", "set"):
+            return True  # a result or error nobody waits for
+        if room is None or room.destroyed:
+            raise StanzaError("item-not-found", "No such room")
+        if to.resource:
+            await self.occupant_iq(event, room)
+            return True
+        return await self.room_iq(event, room)
+
+    # --- presence: entering, leaving, nick changes -------------------------------------------------------
+    async def presence(self, event: StanzaEvent, room: Room | None) -> None:
+        stanza, real, to = event.stanza, event.from_jid, event.to_jid
+        ptype = stanza.attrs.get("type")
+        inside = room is not None and real in room.by_jid
+        if ptype == "unavailable":
+            if inside:
+                assert room is not None
+                await self.deliver(room.leave(real, stanza))
+                await self.close_if_empty(room)
+            return
+        if ptype == "error":
+            if inside:
+                assert room is not None
+                await self.deliver(room.remove(room.by_jid[real], M.REMOVED_ERROR, status_text=_kick_text(stanza)))
+                await self.close_if_empty(room)
+            return
+        if ptype is not None:
+            return  # subscriptions and probes mean nothing to a room
+        if not to.resource:
+            raise StanzaError("jid-malformed", "Enter a room as room@service/nick")
+        if inside:
+            assert room is not None
+            if room.by_jid[real].nick == to.resource:
+                await self.deliver(room.update_presence(real, stanza))
+            else:
+                await self.deliver(room.change_nick(real, to.resource, stanza))
+            return
+        self.count_join(real.bare)
+        creating = room is None or room.destroyed
+        if creating:
+            room = self.create(real, to.local, locked=stanza.find("x", M.NS_MUC) is not None)
+        assert room is not None
+        muc = stanza.find("x", M.NS_MUC) or Element("x", M.NS_MUC)
+        try:
+            outs = room.join(real, to.resource, stanza, muc, time.time(), creating=creating)
+        except StanzaError:
+            if creating:
+                await self.close_if_empty(room)
+            raise
+        await self.deliver(outs)
+
+    def count_join(self, bare: JID) -> None:
+        """A token bucket per account: ``joins_per_minute``, with as many in one burst."""
+        rate = self.policy.joins_per_minute
+        if rate <= 0:
+            return
+        now = time.monotonic()
+        allowance, then = self.joins.get(bare, (float(rate), now))
+        allowance = min(float(rate), allowance + (now - then) * rate / 60.0)
+        if allowance < 1.0:
+            raise StanzaError("resource-constraint", f"Too many rooms entered: at most {rate} a minute")
+        self.joins[bare] = (allowance - 1.0, now)
+        if len(self.joins) > 10_000:  # forget full buckets so the table stays small
+            self.joins = {b: v for b, v in self.joins.items() if v[0] < rate - 1}
+
+    def create(self, real: JID, name: str, locked: bool) -> Room:
+        """XEP-0045 §10.1: the first to enter creates the room and owns it. Runs without a wait, so two
+        first comers cannot both create it."""
+        policy = self.policy.create_rooms
+        admin_user = self.mod.is_admin(real)
+        if policy == "admins" and not admin_user:
+            raise StanzaError("not-allowed", "Only the server's administrators may create rooms")
+        if policy == "local" and not self.router.hosts.has_accounts(real.domain):
+            raise StanzaError("not-allowed", "Only users of this server may create rooms")
+        if not admin_user:
+            owned = sum(1 for r in self.rooms.values() if r.affiliation(real.bare) == "owner")
+            if owned >= self.policy.max_rooms_per_user:
+                raise StanzaError("policy-violation",
+                                  f"You own {owned} rooms already, the most one may own here")
+        room = self.new_room(name, RoomConfig(history_length=self.policy.default_history))
+        room.affiliations[real.bare] = Affiliation("owner")
+        room.locked = locked and self.policy.lock_new_rooms
+        return room
+
+    # --- messages -------------------------------------------------------------------------------------------
+    async def message(self, event: StanzaEvent, room: Room | None) -> None:
+        stanza, real, to = event.stanza, event.from_jid, event.to_jid
+        mtype = stanza.attrs.get("type", "normal")
+        if mtype == "error":
+            return
+        if room is None or room.destroyed:
+            raise StanzaError("item-not-found", "No such room")
+        if to.resource:
+            await self.deliver(room.private_message(real, to.resource, stanza))
+            return
+        if mtype == "groupchat":
+            await self.deliver(room.groupchat(real, stanza, time.time()))
+            return
+        x = stanza.find("x", M.NS_USER)
+        if x is not None and x.find("invite") is not None:
+            outcome = admin.invite(room, real, x)
+            await self.deliver(outcome.outs)
+            await self.save(room, outcome.affiliations)
+            return
+        if x is not None and x.find("decline") is not None:
+            await self.deliver(admin.decline(room, real, x))
+            return
+        form = stanza.find("x", M.NS_DATA)
+        if form is not None:
+            await self.deliver(admin.voice_form(room, real, form))
+            return
+        raise StanzaError("bad-request", "Send groupchat messages to the room, or chat to an occupant")
+
+    # --- iq ---------------------------------------------------------------------------------------------------
+    def service_iq(self, event: StanzaEvent) -> bool | None:
+        child = event.stanza.first_child()
+        if event.stanza.attrs.get("type") != "get" or child is None:
+            return None
+        if child.ns == NS_DISCO_ITEMS and child.name == "query" and not child.attrs.get("node"):
+            query = Element("query", NS_DISCO_ITEMS)
+            for name, room in sorted(self.rooms.items()):
+                if room.config.public and not room.locked and not room.destroyed:
+                    query.add("item", attrs={"jid": room.jid.text, "name": room.config.name or name})
+            self.router.reply_result(event, query)
+            return True
+        if child.ns == NS_UNIQUE and child.name == "unique":
+            name = secrets.token_hex(8)
+            while name in self.rooms:
+                name = secrets.token_hex(8)
+            unique = Element("unique", NS_UNIQUE, children=[name])
+            self.router.reply_result(event, unique)
+            return True
+        return None  # disco#info of the service: the server answers from what was registered
+
+    async def room_iq(self, event: StanzaEvent, room: Room) -> Any:
+        stanza, real = event.stanza, event.from_jid
+        child = stanza.first_child()
+        if child is None:
+            raise StanzaError("bad-request", "An iq carries one payload")
+        get = stanza.attrs["type"] == "get"
+        ns = child.ns
+        if ns == NS_DISCO_INFO and get:
+            answer = self.room_info(room, real, child.attrs.get("node"))
+        elif ns == NS_DISCO_ITEMS and get:
+            answer = Element("query", NS_DISCO_ITEMS)  # occupants stay private (XEP-0045 §6.5 allows it)
+        elif ns == NS_PING and get:
+            answer = None
+        elif ns == M.NS_OWNER:
+            answer = await self.owner_iq(room, real, child, get)
+        elif ns == M.NS_ADMIN:
+            if get:
+                answer = admin.admin_list(room, real, child)
+            else:
+                outcome = admin.admin_set(room, real, child)
+                await self.save(room, outcome.affiliations)
+                await self.deliver(outcome.outs)
+                answer = None
+        elif ns == M.NS_REGISTER:
+            if get:
+                answer = admin.register_query(room, real)
+            else:
+                outcome = admin.register(room, real, child)
+                await self.save(room, outcome.affiliations)
+                answer = None
+        else:
+            raise StanzaError("service-unavailable")
+        self.router.reply_result(event, answer)
+        return True
+
+    async def owner_iq(self, room: Room, real: JID, query: Element, get: bool) -> Element | None:
+        """XEP-0045 §10.1-10.2 and §10.9: the configuration form, its submission or cancel, destruction."""
+        if room.affiliation(real.bare) != "owner":
+            raise StanzaError("forbidden", "Only owners configure the room")
+        limits = self.policy.limits
+        if get:
+            answer = Element("query", M.NS_OWNER)
+            answer.append(forms.config_form(room.config, room.with_affiliation("owner"),
+                                            room.with_affiliation("admin"), limits.max_users))
+            return answer
+        destroy_el = query.find("destroy")
+        if destroy_el is not None:
+            outs = admin.destroy(room, real, destroy_el)
+            await self.forget(room)
+            await self.deliver(outs)
+            return None
+        x = query.find("x", M.NS_DATA)
+        if x is None:
+            raise StanzaError("bad-request", "Submit or cancel the configuration form")
+        if x.attrs.get("type") == "cancel":
+            if room.locked:  # §10.1.3: cancelling the first configuration destroys the new room
+                outs = admin.destroy(room, None, None)
+                await self.forget(room)
+                await self.deliver(outs)
+            return None
+        if x.attrs.get("type") != "submit":
+            raise StanzaError("bad-request", "The configuration form is submitted or cancelled")
+        values = forms.read_form(x, forms.FORM_CONFIG)
+        config, owners, admins = forms.apply_config(room.config, values, limits.max_users, limits.max_history)
+        changed = self.set_lists(room, real, owners, admins)
+        was_persistent = room.config.persistent
+        became_members_only = config.members_only and not room.config.members_only
+        # A room's first configuration changes nobody's privacy: it had no one else in it.
+        anonymity_changed = config.whois != room.config.whois and not room.locked
+        room.config = config
+        room.locked = False
+        if was_persistent and not config.persistent:
+            await self.forget(room)
+            self.rooms[room.jid.local] = room
+            room.destroyed = False
+        await self.save(room, None if config.persistent and not was_persistent else changed)
+        outs = admin.members_only_now(room) if became_members_only else []
+        if anonymity_changed:
+            outs += [self.config_notice(room, "172" if config.non_anonymous else "173")]
+        await self.deliver(outs)
+        await self.close_if_empty(room)
+        return None
+
+    def set_lists(self, room: Room, real: JID, owners: list[JID] | None, admins: list[JID] | None) -> list[JID]:
+        """Owner and admin lists from the form replace the old ones (XEP-0045 §10.2)."""
+        changed: list[JID] = []
+        for wanted, affiliation in ((owners, "owner"), (admins, "admin")):
+            if wanted is None:
+                continue
+            if affiliation == "owner" and not wanted:
+                raise StanzaError("conflict", "A room keeps at least one owner")
+            for bare in room.with_affiliation(affiliation):
+                if bare not in wanted:
+                    room.affiliations.pop(bare)
+                    changed.append(bare)
+            for bare in wanted:
+                if room.affiliation(bare) != affiliation and not self.mod.is_admin(bare):
+                    entry = room.affiliations.get(bare)
+                    room.affiliations[bare] = Affiliation(affiliation, entry.nick if entry else "")
+                    changed.append(bare)
+        for occupant in room.occupants.values():
+            if occupant.bare in changed:
+                occupant.role = M.default_role(room.affiliation(occupant.bare), room.config.moderated)
+        return changed
+
+    def config_notice(self, room: Room, code: str) -> Out:
+        """§10.2.1: occupants learn that a change of configuration affects their privacy."""
+        message = Element("message", attrs={"from": room.jid.text, "type": "groupchat"})
+        message.add("x", M.NS_USER).add("status", attrs={"code": code})
+        return Out(message, room.recipients())
+
+    def room_info(self, room: Room, real: JID, node: str | None) -> Element:
+        query = Element("query", NS_DISCO_INFO)
+        if node == USER_NODE:
+            query.attrs["node"] = node
+            entry = room.affiliations.get(real.bare)
+            if entry is not None and entry.nick:
+                query.add("identity", attrs={"category": "conference", "type": "text", "name": entry.nick})
+            return query
+        if node:
+            raise StanzaError("item-not-found")
+        config = room.config
+        query.add("identity", attrs={"category": "conference", "type": "text", "name": config.name or room.jid.local})
+        flags = [
+            M.NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, M.NS_REGISTER, M.NS_REQUEST, M.NS_SID, M.NS_OCCUPANT_ID,
+            M.NS_SELF_PING, M.NS_STABLE_ID, NS_PING,
+            "muc_public" if config.public else "muc_hidden",
+            "muc_persistent" if config.persistent else "muc_temporary",
+            "muc_membersonly" if config.members_only else "muc_open",
+            "muc_moderated" if config.moderated else "muc_unmoderated",
+            "muc_nonanonymous" if config.non_anonymous else "muc_semianonymous",
+            "muc_passwordprotected" if config.password else "muc_unsecured",
+        ]
+        for var in sorted(flags):
+            query.add("feature", attrs={"var": var})
+        query.append(forms.info_form(config, len(room.occupants), room.subject))
+        return query
+
+    async def occupant_iq(self, event: StanzaEvent, room: Room) -> None:
+        """XEP-0045 §7.5 iq between occupants, forwarded to the real address; XEP-0410 self-ping."""
+        stanza, real = event.stanza, event.from_jid
+        sender = room.by_jid.get(real)
+        if sender is None:
+            raise StanzaError("not-acceptable", "You are not in this room")
+        nick = event.to_jid.resource
+        child = stanza.first_child()
+        if nick == sender.nick and child is not None and child.ns == NS_PING:
+            self.router.reply_result(event)
+            return
+        target = room.occupants.get(nick)
+        if target is None:
+            raise StanzaError("item-not-found", "No such occupant")
+        if not M.may_send_pm(room.config.allow_pm, sender.role):
+            raise StanzaError("forbidden", "Private exchanges are not allowed in this room")
+        request = Element("iq", attrs={"type": stanza.attrs["type"]}, children=list(stanza.children))
+        to = target.bare if child is not None and child.ns == NS_VCARD else target.jid
+        try:
+            answer = await self.mod.request(request, to, room.occupant_jid(sender.nick))
+        except TimeoutError:
+            raise StanzaError("recipient-unavailable", "The occupant did not answer") from None
+        reply = Element("iq", attrs={"type": answer.attrs.get("type", "error")}, children=list(answer.children))
+        if "id" in stanza.attrs:
+            reply.attrs["id"] = stanza.attrs["id"]
+        await self.router.route(reply, event.to_jid, real)
+
+    # --- sessions that end ---------------------------------------------------------------------------------
+    async def session_gone(self, real: JID) -> None:
+        for room in list(self.where.get(real, ())):
+            if real in room.by_jid:
+                await self.deliver(room.leave(real))
+                await self.close_if_empty(room)
+
+
+def _kick_text(stanza: Element) -> str:
+    """Prosody's wording for an occupant removed because its client answered with an error (status 333)."""
+    error = stanza.find("error")
+    condition = text = ""
+    if error is not None:
+        for child in error.elements():
+            if child.name == "text":
+                text = child.text
+            elif not condition:
+                condition = child.name.replace("-", " ")
+    return f"Kicked: {condition}: {text}" if text else f"Kicked: {condition or 'error'}"
+
