@@ -113,6 +113,22 @@ class Session:
             data = stanza.serialize(conn.stanza_ns).encode()
         conn.write(data)
 
+    def send_after(self, held_by: Filter, stanza: Element) -> None:
+        """Pass on a stanza that the outbound filter ``held_by`` took out of the stream earlier: through
+        the filters after that one (stream management counts it) to the connection. For filters that
+        hold stanzas back and release them later (CSI)."""
+        fns = self.outbound.fns
+        for fn in fns[fns.index(held_by) + 1:]:
+            out = fn(self, stanza)
+            if out is None:
+                return
+            stanza = out
+        conn = self.connection
+        if conn is None:
+            self.manager.undeliverable(self, stanza)
+            return
+        conn.write(stanza.serialize(conn.stanza_ns).encode())
+
     def send_unfiltered(self, data: bytes) -> None:
         """Bytes that are not a stanza of the session (nonzas such as stream management's own)."""
         if self.connection is not None:
