@@ -58,7 +58,8 @@ from sakari.xml.errors import StanzaError
 NS_INFO = "http://jabber.org/protocol/disco#info"
 NS_ITEMS = "http://jabber.org/protocol/disco#items"
 NOTIFY = "+notify"
-_SERVED = "pep-served"  # session props: nodes whose last item this resource was sent
+_SERVED = "pep-served"  # session props: nodes whose last items this resource was sent
+_SEEN = "pep-seen"  # session props: accounts whose last items this resource was sent
 
 MAX_NODES = declare("pep.max_nodes", 100, "PEP nodes one account may have; creating one more is refused (not-allowed).", positive)
 MAX_ITEMS = declare(
@@ -152,7 +153,7 @@ class Pep:
     async def send_last_items(self, resource: Resource, nodes: frozenset[str]) -> None:
         """The last item of each of these nodes, from the account itself and every contact whose presence it sees."""
         session = resource.session
-        if session is None or not nodes:
+        if session is None:
             return
         me = session.bare
         roster = await self.rosters.get(str(me))
@@ -160,17 +161,24 @@ class Pep:
             parse_jid(jid) for jid, item in roster.items.items()
             if item.subscription in ("to", "both") and self.mod.hosts.has_accounts(jid.rpartition("@")[2])
         ]
+        session.props.setdefault(_SEEN, set()).update(owners)
         for owner in owners:
-            for node in (await self.store.configs(str(owner))).values():
-                if node.name not in nodes or node.config.send_last_published_item != "on_sub_and_presence":
-                    continue
-                if not await self.may_see(node, owner, me):
-                    continue
-                await self.store.load_items(str(owner), node)
-                last = node.last()
-                if last is not None and await session.drained():
-                    message, data = Notification(items_event(node.name, [last]), str(owner)).to(session.jid_text)
-                    session.send(message, data)
+            await self.send_last_of(owner, resource, nodes)
+
+    async def send_last_of(self, owner: JID, resource: Resource, nodes: frozenset[str]) -> None:
+        session = resource.session
+        if session is None or not nodes:
+            return
+        for node in (await self.store.configs(str(owner))).values():
+            if node.name not in nodes or node.config.send_last_published_item != "on_sub_and_presence":
+                continue
+            if not await self.may_see(node, owner, session.bare):
+                continue
+            await self.store.load_items(str(owner), node)
+            last = node.last()
+            if last is not None and await session.drained():
+                message, data = Notification(items_event(node.name, [last]), str(owner)).to(session.jid_text)
+                session.send(message, data)
 
     async def presence_initial(self, event: SessionEvent) -> None:
         resource = self.router.resource_of(event.session)
@@ -188,6 +196,25 @@ class Pep:
         nodes = self.wanted(resource)
         session.props[_SERVED] = served | nodes
         await self.send_last_items(resource, nodes - served)
+
+    async def presence_seen(self, event: StanzaEvent) -> None:
+        """A local account's available presence reaches a contact's resources for the first time in their
+        session (a subscription was just approved, say): they get its last items, as with a probe answered
+        at their initial presence. Later presences of the same account find it seen and cost a set lookup."""
+        if event.stanza.attrs.get("type") is not None:
+            return
+        owner = event.from_jid.bare
+        if owner == event.to_jid.bare or not self.mod.hosts.has_accounts(owner.domain):
+            return
+        for resource in self.router.resources(event.to_jid):
+            session = resource.session
+            if not resource.available or session is None or _SERVED not in session.props:
+                continue
+            seen: set[JID] = session.props.setdefault(_SEEN, set())
+            if owner not in seen:
+                seen.add(owner)
+                await self.send_last_of(owner, resource, self.wanted(resource))
+        return
 
     # --- publish, retract -------------------------------------------------------------
     async def publish(self, owner: JID, request: Request) -> Element:
@@ -470,3 +497,4 @@ def setup(mod: ModuleAPI) -> None:
         mod.hook(f"iq-get/{target}/{NS_ITEMS}:query", pep.disco_items)
     mod.hook(PRESENCE_INITIAL, pep.presence_initial)
     mod.hook(CAPS_CHANGED, pep.caps_changed)
+    mod.hook("presence/bare", pep.presence_seen, priority=10)  # observes; the presence module delivers

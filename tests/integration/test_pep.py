@@ -198,3 +198,14 @@ async def test_disco_items_lists_the_nodes_a_requester_may_see(xmpp):
 
     assert await listed(b) == {TUNE, "public"}
     assert await listed(stranger) == {"public"}
+
+
+async def test_approving_a_subscription_brings_the_last_items_to_the_new_subscriber(xmpp):
+    a = await xmpp.login(presence=False)
+    b = await xmpp.login(presence=False)
+    await announce(a, TUNE)
+    await announce(b, TUNE)
+    item_id = await publish(a, TUNE, tune("before we met"))
+    await befriend(a, b)
+    note = await b.expect(is_event(TUNE, sender=a.bare))
+    assert note.find(f"{q(NS_EVENT, 'event')}/{q(NS_EVENT, 'items')}/{q(NS_EVENT, 'item')}").get("id") == item_id
