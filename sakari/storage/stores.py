@@ -254,7 +254,8 @@ _ID_WIDTH = 16
 
 
 def seq_at(when: float) -> int:
-    return int(when * 1_000_000) << SEQ_BITS
+    # Rounded: a time read back from an item (time_of) names that item's microsecond, not the one before.
+    return round(when * 1_000_000) << SEQ_BITS
 
 
 def time_of(seq: int) -> float:

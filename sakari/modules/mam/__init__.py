@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import time
 from collections.abc import Coroutine
 from types import CoroutineType
@@ -29,9 +28,9 @@ from sakari.core import events as E
 from sakari.core.events import ServerEvent, StanzaEvent
 from sakari.core.modules import ModuleAPI
 from sakari.modules.mam.archiver import Archiver
-from sakari.modules.mam.query import NS_FULLTEXT, Query, fin, form_fields, parse_query, result_message
+from sakari.modules.mam.query import NS_FULLTEXT, Query, fin, form_fields, parse_query, precise_stamp, result_message
 from sakari.modules.mam.rules import NS_MAM, NS_SID, Prefs, body_of, claims_archive, load_prefs, parse_prefs, stamped, worth_keeping
-from sakari.modules.util import payload, refuse, utc_stamp
+from sakari.modules.util import payload, refuse
 from sakari.storage.base import ArchiveEntry, ArchivePage
 from sakari.xml import fragment
 from sakari.xml.element import Element
@@ -197,8 +196,7 @@ def setup(mod: ModuleAPI) -> None:
         for name, page in (("start", first), ("end", last)):
             if page.items:
                 item = page.items[0]
-                when = datetime.datetime.fromtimestamp(item.timestamp, datetime.UTC)
-                result.add(name, attrs={"id": item.id, "timestamp": utc_stamp(when)})
+                result.add(name, attrs={"id": item.id, "timestamp": precise_stamp(item.timestamp)})
         return result
 
     # --- preferences -------------------------------------------------------------------

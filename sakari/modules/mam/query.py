@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from sakari.jid import JIDError, parse_jid
 from sakari.modules.mam.rules import NS_MAM
-from sakari.modules.util import utc_stamp
 from sakari.storage.base import ArchiveItem, ArchivePage
 from sakari.xml import fragment
 from sakari.xml.element import Element
@@ -168,6 +167,11 @@ def form_fields() -> Element:
     return query
 
 
+def precise_stamp(timestamp: float) -> str:
+    """XEP-0082 date-time to the microsecond, like archive ids: a client filtering from one finds that message."""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def result_message(item: ArchiveItem, to: str, archive: str, queryid: str | None) -> Element:
     """One archived message as a query result (XEP-0313 §4.2), forwarded (XEP-0297) with its time."""
     message = Element("message", attrs={"to": to, "from": archive})
@@ -175,8 +179,7 @@ def result_message(item: ArchiveItem, to: str, archive: str, queryid: str | None
     if queryid is not None:
         result.attrs["queryid"] = queryid
     forwarded = result.add("forwarded", NS_FORWARD)
-    when = datetime.datetime.fromtimestamp(item.timestamp, datetime.UTC)
-    forwarded.add("delay", NS_DELAY, {"stamp": utc_stamp(when)})
+    forwarded.add("delay", NS_DELAY, {"stamp": precise_stamp(item.timestamp)})
     forwarded.append(fragment.load(item.stanza))
     return message
 
