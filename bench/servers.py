@@ -252,6 +252,11 @@ class Sakari(Server):
         if self.tls:
             key, cert, _ = make_cert(self.workdir)
             lines += ["[tls]", f'certificate = "{cert}"', f'key = "{key}"', ""]
+        if "muc" in self.features:
+            from sakari.settings import DEFAULT_MODULES  # the installed Sakari's own list
+
+            if "muc" not in DEFAULT_MODULES:  # group chat is a module; switch it on where it is not by default
+                lines += ["[modules]", "enabled = [" + ", ".join(f'"{m}"' for m in [*DEFAULT_MODULES, "muc"]) + "]", ""]
         (self.workdir / "sakari.toml").write_text("\n".join(lines))
 
     def command(self) -> tuple[list[str], dict[str, str]]:
