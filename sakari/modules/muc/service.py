@@ -261,7 +261,10 @@ class MucService:
             await self.deliver(room.private_message(real, to.resource, stanza))
             return
         if mtype == "groupchat":
+            subject = room.subject, room.subject_from
             await self.deliver(room.groupchat(real, stanza, time.time()))
+            if (room.subject, room.subject_from) != subject:
+                await self.save(room, [])
             return
         x = stanza.find("x", M.NS_USER)
         if x is not None and x.find("invite") is not None:

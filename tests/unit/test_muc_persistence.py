@@ -1,0 +1,65 @@
+"""Persistent rooms in the generic stores, on every storage backend: what one service saved, the next one
+(after a restart) loads — configuration, affiliations with reserved nicks, subject, history."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from sakari.jid import parse_jid
+from sakari.modules.muc.model import Affiliation, RoomConfig
+from sakari.modules.muc.room import Limits
+from sakari.modules.muc.service import MucService, Policy
+from sakari.storage.base import Storage
+from sakari.xml.element import Element
+from test_storage_contract import backend, postgres_database, storage  # noqa: F401
+
+pytestmark = pytest.mark.asyncio
+
+DOMAIN = "conference.example.org"
+OWNER = parse_jid("owner@example.org/phone")
+
+
+def service(storage: Storage) -> MucService:
+    mod = SimpleNamespace(storage=storage, router=None, is_admin=lambda jid: False)
+    policy = Policy("local", 10, 0, True, 20, Limits(100, 50))
+    return MucService(mod, DOMAIN, policy, b"secret")  # type: ignore[arg-type]
+
+
+async def test_a_persistent_room_is_loaded_as_it_was_saved(storage: Storage) -> None:
+    first = service(storage)
+    room = first.new_room("tea", RoomConfig(name="Tea", persistent=True, members_only=True))
+    room.affiliations[OWNER.bare] = Affiliation("owner")
+    room.affiliations[parse_jid("bob@example.org")] = Affiliation("member", nick="bobby")
+    room.subject, room.subject_from = "Teatime", "owner"
+    message = Element("message", attrs={"from": "tea@conference.example.org/owner", "type": "groupchat"})
+    message.add("body", text="kept")
+    room.history.add(message, 1_700_000_000.0, 20, room.jid.text)
+    temporary = first.new_room("gone", RoomConfig())
+    temporary.affiliations[OWNER.bare] = Affiliation("owner")
+    await first.save(room)
+    await first.save(temporary)
+    await first.save_history()
+
+    second = service(storage)
+    await second.load()
+    assert set(second.rooms) == {"tea"}
+    again = second.rooms["tea"]
+    assert again.config == room.config
+    assert again.affiliations == room.affiliations
+    assert (again.subject, again.subject_from) == ("Teatime", "owner")
+    [kept] = [e.stanza for e in again.history.entries]
+    assert kept.child_text("body") == "kept" and kept.find("delay", "urn:xmpp:delay") is not None
+
+
+async def test_a_forgotten_room_leaves_nothing_behind(storage: Storage) -> None:
+    first = service(storage)
+    room = first.new_room("tea", RoomConfig(persistent=True))
+    room.affiliations[OWNER.bare] = Affiliation("owner")
+    await first.save(room)
+    await first.forget(room)
+    second = service(storage)
+    await second.load()
+    assert second.rooms == {}
+    assert await storage.map("muc_affiliations").items(room.jid.text) == {}
