@@ -159,7 +159,7 @@ class Pep:
         roster = await self.rosters.get(str(me))
         owners = [me] + [
             parse_jid(jid) for jid, item in roster.items.items()
-            if item.subscription in ("to", "both") and self.mod.hosts.has_accounts(jid.rpartition("@")[2])
+            if item.subscription in ("to", "both") and "@" in jid and self.mod.hosts.has_accounts(jid.rpartition("@")[2])
         ]
         session.props.setdefault(_SEEN, set()).update(owners)
         for owner in owners:
