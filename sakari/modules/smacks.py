@@ -273,6 +273,7 @@ class StreamManagement:
         if state.queue:
             state.awaiting_ack = True
             conn.write(b"<r xmlns='urn:xmpp:sm:3'/>")
+        self.mod.log.info("event=sm-resumed session=%s resent=%d", session, len(state.queue))
         return None, session
 
     def find(self, bare: JID, resume_id: str) -> Session | None:

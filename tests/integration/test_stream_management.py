@@ -212,3 +212,21 @@ async def test_offline_messages_stay_stored_until_acknowledged(sm_server, sessio
     await again.expect(is_message("stored-3"))
     bodies = [body_of(s) for s in again.inbox.since(0) if body_of(s)]
     assert bodies == ["stored-2", "stored-3"], "what was acknowledged is gone, what was not is kept, once"
+
+
+async def test_unacknowledged_messages_survive_a_clean_restart(make_server, session_for):
+    server = make_server(config(), name="sm-restart", accounts=2)
+    alice, bob_account = server.new_account(), server.new_account()
+    bob = await SmClient.login(server, bob_account)
+    try:
+        await bob.enable()
+        await bob.send("<presence/>")
+        sender = await session_for(server).login(alice)
+        sender.message(bob.jid, "before the restart")
+        assert await bob.message_bodies(1) == ["before the restart"]
+    finally:
+        bob.close()
+    server.stop()
+    server.start()
+    again = await session_for(server).login(bob_account, resource="after")
+    await again.expect(is_message("before the restart"))
