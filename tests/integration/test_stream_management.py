@@ -8,8 +8,13 @@ import asyncio
 import pytest
 import pytest_asyncio
 
+import slixmpp
+
+from sakari_process import HOST
 from sm_client import NS_SM, SmClient
-from xmpp_harness import NS_CLIENT, NS_DELAY, NS_STANZA_ERRORS, WAIT, body_of, describe, is_message, q
+from xmpp_harness import (
+    NS_CLIENT, NS_DELAY, NS_STANZA_ERRORS, WAIT, Client, body_of, describe, insecure_tls_context, is_message, q,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -230,3 +235,40 @@ async def test_unacknowledged_messages_survive_a_clean_restart(make_server, sess
     server.start()
     again = await session_for(server).login(bob_account, resource="after")
     await again.expect(is_message("before the restart"))
+
+
+async def test_slixmpp_resumes_its_session_after_a_cut_and_gets_what_it_missed(sm_server, session_for):
+    """slixmpp's own XEP-0198 plugin against the server, as an application uses it."""
+    alice, bob_account = sm_server.new_account(), sm_server.new_account()
+    xmpp = slixmpp.ClientXMPP(f"{bob_account.jid}/phone", bob_account.password)
+    xmpp.ssl_context = insecure_tls_context()
+    xmpp.enable_direct_tls, xmpp.enable_starttls, xmpp.enable_plaintext = False, True, False
+    xmpp.whitespace_keepalive = False
+    xmpp.register_plugin("xep_0198")
+    bob = Client(bob_account, xmpp, "bob/phone")
+    loop = asyncio.get_running_loop()
+    enabled, resumed = loop.create_future(), loop.create_future()
+    xmpp.add_event_handler("sm_enabled", lambda _: enabled.done() or enabled.set_result(True))
+    xmpp.add_event_handler("session_resumed", lambda _: resumed.done() or resumed.set_result(True))
+    try:
+        xmpp.connect(HOST, sm_server.c2s_port)
+        await asyncio.wait_for(enabled, WAIT)
+        xmpp.send_presence()
+        sender = await session_for(sm_server).login(alice)
+        sender.message(bob.jid, "before the cut")
+        await bob.expect_message("before the cut")
+        await bob.ping_server()  # its ack of the message is in, ahead of the ping
+        mark = len(sm_server.log)
+        bob.abort()
+        await wait_for_log(sm_server, "event=sm-detached", mark)
+        sender.message(bob.jid, "during the cut")
+        await sender.ping_server()
+        xmpp.connect(HOST, sm_server.c2s_port)
+        await asyncio.wait_for(resumed, WAIT)
+        await bob.expect_message("during the cut")
+        sender.message(bob.jid, "after the cut")
+        await bob.expect_message("after the cut")
+        bodies = [body_of(el) for el in bob.inbox.since(0) if body_of(el)]
+        assert bodies == ["before the cut", "during the cut", "after the cut"]
+    finally:
+        bob.abort()
