@@ -2,6 +2,7 @@
 slixmpp's XEP-0045 plugin, entering, messages to everyone, the subject, nick conflicts and changes, private
 messages and iq between occupants, leaving, service discovery, legacy history and XEP-0410 self-ping."""
 
+import asyncio
 import secrets
 
 import pytest
@@ -259,3 +260,16 @@ async def test_messages_from_outside_the_room_are_refused(s):
     bob.message(f"nosuchroom@{SERVICE}", "hello?", type="groupchat")
     err = await bob.expect(lambda el: el.get("type") == "error" and el.get("from") == f"nosuchroom@{SERVICE}")
     assert error_condition(err) == "item-not-found"
+
+
+async def test_two_occupants_querying_each_other_at_once_both_get_answers(s):
+    """Clients query each other's caps through the room as they enter (profanity does): the forwarded
+    queries must not wait on each other."""
+    alice, bob = await with_muc(await s.login()), await with_muc(await s.login())
+    room = new_room()
+    await make_room(alice, room, "alice")
+    await enter(bob, room, "bob")
+    query = f"<query xmlns='{DISCO_INFO}'/>"
+    to_bob, to_alice = await asyncio.gather(alice.iq("get", query, to=f"{room}/bob"),
+                                            bob.iq("get", query, to=f"{room}/alice"))
+    assert to_bob.get("from") == f"{room}/bob" and to_alice.get("from") == f"{room}/alice"

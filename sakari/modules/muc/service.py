@@ -456,16 +456,23 @@ class MucService:
             raise StanzaError("item-not-found", "No such occupant")
         if not M.may_send_pm(room.config.allow_pm, sender.role):
             raise StanzaError("forbidden", "Private exchanges are not allowed in this room")
-        request = Element("iq", attrs={"type": stanza.attrs["type"]}, children=list(stanza.children))
         to = target.bare if child is not None and child.ns == NS_VCARD else target.jid
+        # Awaited apart from the sender's stanzas: two clients that query each other at once (caps, as
+        # profanity does on entering) would otherwise each wait on the other until the timeout.
+        self.mod.spawn(self.forward_iq(event, to, room.occupant_jid(sender.nick)))
+
+    async def forward_iq(self, event: StanzaEvent, to: JID, sender: JID) -> None:
+        stanza = event.stanza
+        request = Element("iq", attrs={"type": stanza.attrs["type"]}, children=list(stanza.children))
         try:
-            answer = await self.mod.request(request, to, room.occupant_jid(sender.nick))
+            answer = await self.mod.request(request, to, sender)
         except TimeoutError:
-            raise StanzaError("recipient-unavailable", "The occupant did not answer") from None
+            self.router.reply_error(event, StanzaError("recipient-unavailable", "The occupant did not answer"))
+            return
         reply = Element("iq", attrs={"type": answer.attrs.get("type", "error")}, children=list(answer.children))
         if "id" in stanza.attrs:
             reply.attrs["id"] = stanza.attrs["id"]
-        await self.router.route(reply, event.to_jid, real)
+        await self.router.route(reply, event.to_jid, event.from_jid)
 
     # --- sessions that end ---------------------------------------------------------------------------------
     async def session_gone(self, real: JID) -> None:
