@@ -9,6 +9,7 @@ run to run, which wall-clock time on a shared machine does not:
 
     python -m bench.hotpath --messages 20000            # µs per message (noisy)
     python -m bench.hotpath --callgrind                 # instructions per message (exact)
+    python -m bench.hotpath --callgrind --modules smacks,carbons,csi   # with modules beyond the default ones
     py-spy record -o /tmp/hot.svg -- python -m bench.hotpath --messages 200000
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 from sakari.config import Config
 from sakari.net.c2s import C2SConnection
 from sakari.server import Server
+from sakari.settings import DEFAULT_MODULES
 from sakari.stream.c2s import State
 
 HEADER = (
@@ -91,11 +93,12 @@ async def bound_client(server: Server, user: str) -> tuple[C2SConnection, FakeTr
     return conn, transport
 
 
-async def run(messages: int, chunk: int, quiet: bool) -> None:
+async def run(messages: int, chunk: int, quiet: bool, modules: list[str]) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         config = Config({
             "data_dir": data_dir, "network.c2s_port": 0, "network.c2s_tls_port": 0, "network.http_port": 0,
             "c2s.require_encryption": False, "limits.c2s_rate_bytes": 0,
+            **({"modules.enabled": DEFAULT_MODULES + modules} if modules else {}),
         })
         server = Server(config)
         await server.start()
@@ -121,13 +124,13 @@ async def run(messages: int, chunk: int, quiet: bool) -> None:
               f"({expected / elapsed:,.0f} messages/s on one core, no sockets)")
 
 
-def instructions(messages: int, chunk: int) -> float:
+def instructions(messages: int, chunk: int, modules: list[str]) -> float:
     """Instructions per message under callgrind: two runs, so that start-up cost cancels out."""
     counts = []
     for n in (messages, 3 * messages):
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.hotpath",
-             "--messages", str(n), "--chunk", str(chunk), "--quiet"],
+             "--messages", str(n), "--chunk", str(chunk), "--quiet", *(["--modules", ",".join(modules)] if modules else [])],
             capture_output=True, text=True, check=True,
             env={**os.environ, "PYTHONHASHSEED": "0"},  # string hashing is randomized per process otherwise
         ).stderr
@@ -143,16 +146,18 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--chunk", type=int, default=4, help="messages per read, as they arrive from a socket")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--modules", default="", help="modules to load besides the default ones, comma-separated")
     ap.add_argument("--callgrind", action="store_true", help="count instructions per message (needs valgrind)")
     args = ap.parse_args()
+    modules = [m for m in args.modules.split(",") if m]
     if args.callgrind:
-        print(f"{instructions(min(args.messages, 2000), args.chunk):,.0f} instructions per message")
+        print(f"{instructions(min(args.messages, 2000), args.chunk, modules):,.0f} instructions per message")
         return
     try:
         import uvloop
-        uvloop.run(run(args.messages, args.chunk, args.quiet))
+        uvloop.run(run(args.messages, args.chunk, args.quiet, modules))
     except ImportError:
-        asyncio.run(run(args.messages, args.chunk, args.quiet))
+        asyncio.run(run(args.messages, args.chunk, args.quiet, modules))
 
 
 if __name__ == "__main__":
