@@ -193,6 +193,8 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
             log.info("event=tls-failed reason=%s", e.__class__.__name__)
             if self.transport is not None:
                 self.transport.abort()
+            # The transport went to the TLS layer, which failed: nobody calls connection_lost on us.
+            self.connection_lost(e)
             return
         if new is None:
             return
