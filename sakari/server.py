@@ -23,11 +23,12 @@ from sakari.core.tasks import Tasks
 from sakari.errors import StartError
 from sakari.jid import JIDError, parse_jid, prep_domain
 from sakari.net import control, tls
+from sakari.net.bosh import BoshEndpoint
 from sakari.net.c2s import C2SConnection, release_idle_parsers
 from sakari.net.http import HttpStack
 from sakari.net.port import ClientPort, ConnectionLimits
 from sakari.net.transport import Listener, Listeners
-from sakari.net.web import HTTP_TLS, PUBLIC_URL, TRUSTED_PROXIES, WEBSOCKET_PATH, HostMeta, WebOrigin
+from sakari.net.web import BOSH_PATH, HTTP_TLS, PUBLIC_URL, TRUSTED_PROXIES, WEBSOCKET_PATH, HostMeta, WebOrigin
 from sakari.net.websocket import WebSocketEndpoint
 from sakari.storage import open_storage
 from sakari.storage.base import Storage
@@ -109,9 +110,12 @@ class Server:
         return self.listeners.ports
 
     def _add_web_transports(self) -> None:
-        """XMPP over WebSocket and its discovery (XEP-0156) on the HTTP port."""
+        """XMPP over WebSocket and BOSH, and their discovery (XEP-0156), on the HTTP port."""
         origin = WebOrigin.from_lists(self.config[TRUSTED_PROXIES], self.config[PUBLIC_URL])
         self.http.add_route("GET", WEBSOCKET_PATH, WebSocketEndpoint(self.port, origin).handle)
+        bosh = BoshEndpoint(self.port, origin)
+        self.http.add_route("POST", BOSH_PATH, bosh.handle)
+        self.http.add_route("OPTIONS", BOSH_PATH, bosh.preflight)
         host_meta = HostMeta(origin)
         self.http.add_route("GET", "/.well-known/host-meta", host_meta.xrd)
         self.http.add_route("GET", "/.well-known/host-meta.json", host_meta.json)

@@ -90,3 +90,63 @@ class WebSocketClient:
 
 async def wait_closed(client: WebSocketClient) -> int | None:
     return await asyncio.wait_for(client.closed, WAIT)
+
+
+class BoshClient:
+    """A BOSH session (XEP-0124/0206) written by hand: every body the server answers is kept; the children
+    go to ``inbox``. ``poll()`` keeps one request open, as a browser does, so the server can push."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
+        self.http = http
+        self.url = url
+        self.rid = 4242
+        self.sid = ""
+        self.inbox = Inbox()
+        self.bodies: list[ET.Element] = []
+        self.jid = ""
+        self._poller: asyncio.Task[None] | None = None
+
+    @classmethod
+    def to(cls, server: SakariServer) -> BoshClient:
+        return cls(aiohttp.ClientSession(), f"http://{HOST}:{server.http_port}/http-bind")
+
+    async def post(self, content: str = "", **attrs: str) -> ET.Element:
+        self.rid += 1
+        attrs = {"rid": str(self.rid), **({"sid": self.sid} if self.sid else {}), **attrs}
+        attr_text = "".join(f" {k}={quoteattr(v)}" for k, v in attrs.items())
+        data = f"<body xmlns='{NS_HTTPBIND}' xmlns:xmpp='{NS_XBOSH}'{attr_text}>{content}</body>"
+        async with self.http.post(self.url, data=data, headers={"Content-Type": "text/xml; charset=utf-8"}) as resp:
+            assert resp.status == 200, await resp.text()
+            body = ET.fromstring(await resp.read())
+        self.bodies.append(body)
+        for child in body:
+            self.inbox.put(child)
+        return body
+
+    async def create(self) -> ET.Element:
+        body = await self.post(to=DOMAIN, wait="10", hold="1", ver="1.11", **{"xmpp:version": "1.0", "xml:lang": "en"})
+        self.sid = body.get("sid", "")
+        return body
+
+    async def login(self, account: Account, resource: str = "bosh") -> None:
+        await self.create()
+        await self.inbox.wait_for(lambda el: el.tag == q("http://etherx.jabber.org/streams", "features"), "features")
+        await self.post(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{plain(account)}</auth>")
+        await self.inbox.wait_for(lambda el: el.tag == q(NS_SASL, "success"), "SASL success")
+        await self.post(to=DOMAIN, **{"xmpp:restart": "true"})
+        await self.post(f"<iq xmlns='{NS_CLIENT}' type='set' id='bind'><bind xmlns='{NS_BIND}'><resource>{resource}</resource></bind></iq>")
+        result = await self.inbox.wait_for(lambda el: el.get("id") == "bind", "the bind result")
+        self.jid = result.findtext(f"{q(NS_BIND, 'bind')}/{q(NS_BIND, 'jid')}") or ""
+        await self.post(f"<presence xmlns='{NS_CLIENT}'/>")
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            body = await self.post()
+            if body.get("type") == "terminate":
+                return
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        await self.http.close()
