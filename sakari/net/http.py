@@ -19,9 +19,15 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def _no_version(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    # aiohttp would name itself and Python with their versions; the server discloses no version (DESIGN.md).
+    response.headers["Server"] = "Sakari"
+
+
 class HttpStack:
     def __init__(self) -> None:
         self.app = web.Application()
+        self.app.on_response_prepare.append(_no_version)
         self.app.router.add_get("/health", health)
         self._runner: web.AppRunner | None = None
 
