@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 
 import aiohttp
@@ -9,7 +10,7 @@ import pytest
 
 from sakari_process import HOST
 from web_clients import NS_FRAMING, OPEN, WebSocketClient, mechanisms, wait_closed
-from xmpp_harness import NS_STREAM_ERRORS, is_message, q
+from xmpp_harness import NS_STREAM_ERRORS, insecure_tls_context, is_message, q
 
 
 @pytest.fixture
@@ -101,3 +102,39 @@ async def test_host_meta_lists_websocket_and_bosh_for_any_origin(server):
         "urn:xmpp:alt-connections:websocket": f"ws://{HOST}:{server.http_port}/xmpp-websocket",
         "urn:xmpp:alt-connections:xbosh": f"http://{HOST}:{server.http_port}/http-bind",
     }
+
+
+async def test_http_responses_name_no_software_versions(server):
+    async with aiohttp.ClientSession() as http:
+        for path in ("/health", "/no-such-page"):
+            async with http.get(f"http://{HOST}:{server.http_port}{path}") as resp:
+                assert resp.headers["Server"] == "Sakari", path
+
+
+async def test_http_port_over_tls_offers_channel_binding_and_wss(make_server):
+    srv = make_server("[http]\ntls = true\n", name="https", accounts=1)
+    client = await WebSocketClient.connect(srv, tls=True)
+    try:
+        features = await client.open()
+        assert "SCRAM-SHA-256-PLUS" in mechanisms(features), "TLS ends on our port: the certificate binds the channel"
+    finally:
+        await client.close()
+    async with aiohttp.ClientSession() as http:
+        url = f"https://{HOST}:{srv.http_port}/.well-known/host-meta.json"
+        async with http.get(url, ssl=insecure_tls_context()) as resp:
+            links = {link["rel"]: link["href"] for link in (await resp.json())["links"]}
+    assert links["urn:xmpp:alt-connections:websocket"] == f"wss://{HOST}:{srv.http_port}/xmpp-websocket"
+
+
+async def test_shutdown_closes_websocket_streams_with_system_shutdown(make_server):
+    srv = make_server(name="ws-shutdown", accounts=1)
+    client = await WebSocketClient.connect(srv)
+    try:
+        await client.login(srv.new_account())
+        stopping = asyncio.ensure_future(asyncio.to_thread(srv.stop))
+        error = await client.expect("http://etherx.jabber.org/streams", "error")
+        assert error.find(q(NS_STREAM_ERRORS, "system-shutdown")) is not None
+        await client.expect(NS_FRAMING, "close")
+        assert await stopping == 0
+    finally:
+        await client.close()

@@ -14,7 +14,7 @@ from xml.sax.saxutils import quoteattr
 import aiohttp
 
 from sakari_process import DOMAIN, HOST, Account, SakariServer
-from xmpp_harness import NS_BIND, NS_CLIENT, NS_SASL, WAIT, Inbox, q
+from xmpp_harness import NS_BIND, NS_CLIENT, NS_SASL, WAIT, Inbox, insecure_tls_context, q
 
 NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 NS_HTTPBIND = "http://jabber.org/protocol/httpbind"
@@ -42,9 +42,10 @@ class WebSocketClient:
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def connect(cls, server: SakariServer, headers: dict[str, str] | None = None) -> WebSocketClient:
+    async def connect(cls, server: SakariServer, headers: dict[str, str] | None = None, tls: bool = False) -> WebSocketClient:
         http = aiohttp.ClientSession()
-        ws = await http.ws_connect(f"http://{HOST}:{server.http_port}/xmpp-websocket", protocols=("xmpp",), headers=headers)
+        url = f"{'https' if tls else 'http'}://{HOST}:{server.http_port}/xmpp-websocket"
+        ws = await http.ws_connect(url, protocols=("xmpp",), headers=headers, ssl=insecure_tls_context() if tls else True)
         assert ws.protocol == "xmpp", "the server must agree on the xmpp subprotocol (RFC 7395 §3.1)"
         return cls(http, ws)
 
