@@ -21,7 +21,18 @@ from sakari.jid import JIDError, prep_domain
 
 T = TypeVar("T")
 
-__all__ = ["Option", "declare", "Config", "ConfigError", "all_options", "load_all_declarations"]
+__all__ = ["Option", "Field", "declare", "declare_tables", "Config", "ConfigError", "all_options", "load_all_declarations"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of the tables in a list-of-tables option (``[[components]]``)."""
+
+    name: str
+    default: Any  # also gives the type a value must have
+    doc: str
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,8 @@ class Option(Generic[T]):
     default: T
     doc: str
     check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+    # Non-empty: the value is a list of tables with these keys, written as [[key]] tables in the file.
+    fields: tuple[Field, ...] = field(default=(), compare=False)
 
     @property
     def section(self) -> str:
@@ -48,6 +61,20 @@ def declare(key: str, default: T, doc: str, check: Callable[[Any], str | None] |
     opt = Option(key, default, doc, check)
     existing = _OPTIONS.get(key)
     if existing is not None and (existing.default != default or existing.doc != doc):
+        raise ValueError(f"option {key} declared twice differently")
+    _OPTIONS[key] = opt
+    return opt
+
+
+def declare_tables(key: str, fields: tuple[Field, ...], doc: str) -> Option[list[dict[str, Any]]]:
+    """Declare a list of tables (``[[key]]`` in TOML), each checked key by key; a table's value has every
+    field, at its default where the file leaves it out."""
+    # The tables' keys are documented with the option, so the example and the reference show them.
+    keys = "\n".join(f"  {f.name}{' (required)' if f.required else ''}: {f.doc}" for f in fields)
+    doc = f"{doc}\nEach [[{key}]] table has:\n{keys}"
+    opt: Option[list[dict[str, Any]]] = Option(key, [], doc, None, fields)
+    existing = _OPTIONS.get(key)
+    if existing is not None and (existing.fields != fields or existing.doc != doc):
         raise ValueError(f"option {key} declared twice differently")
     _OPTIONS[key] = opt
     return opt
@@ -97,7 +124,9 @@ class ConfigError(Exception):
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}[type(value)]
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}[
+        type(value)
+    ]
 
 
 def _matches_type(default: Any, value: Any) -> bool:
@@ -124,8 +153,11 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # Keys that belong to the whole process and cannot differ per virtual host.
-PROCESS_WIDE = ("data_dir", "domain", "log_level", "admins", "network.", "storage.", "modules.", "tls.", "limits.")
+PROCESS_WIDE = (
+    "data_dir", "domain", "log_level", "admins", "components", "network.", "storage.", "modules.", "tls.", "limits."
+)
 
+_ARRAY_TABLE = re.compile(r"^\s*\[\[\s*([^\]]+?)\s*\]\]")
 _TABLE = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
 _KEY = re.compile(r'^\s*([A-Za-z0-9_\-."\' ]+?)\s*=')
 _INLINE_KEY = re.compile(r'[{,]\s*([A-Za-z0-9_\-]+)\s*=')
@@ -135,9 +167,18 @@ def _key_lines(text: str) -> dict[str, int]:
     """Line number of each dotted key in a TOML text (tomllib does not report positions)."""
     lines: dict[str, int] = {}
     table = ""
+    arrays: dict[str, int] = {}  # [[name]] tables seen so far: each is entry name.0, name.1, …
     for number, line in enumerate(text.splitlines(), 1):
-        if m := _TABLE.match(line):
+        if m := _ARRAY_TABLE.match(line):
+            name = m.group(1).replace('"', "").replace(" ", "")
+            arrays[name] = arrays.get(name, -1) + 1
+            table = f"{name}.{arrays[name]}"
+            lines.setdefault(table, number)
+        elif m := _TABLE.match(line):
             table = m.group(1).replace('"', "").replace(" ", "")
+            head, _, rest = table.partition(".")
+            if head in arrays and rest:  # [name.sub] after [[name]]: a table inside its last entry
+                table = f"{head}.{arrays[head]}.{rest}"
             lines.setdefault(table, number)
         elif m := _KEY.match(line):
             key = m.group(1).replace('"', "").replace("'", "").replace(" ", "")
@@ -225,11 +266,47 @@ def _check(values: dict[str, Any], lines: dict[str, int], prefix: str, where: st
         if opt is None:
             problems.append(f"{at}: unknown key '{prefix}{key}'")
             continue
+        if opt.fields:
+            values[key] = _check_tables(opt, value, lines, where, problems)
+            continue
         if not _matches_type(opt.default, value):
             problems.append(f"{at}: '{prefix}{key}' must be {_type_name(opt.default)}, not {value!r}")
             continue
         if opt.check and (msg := opt.check(value)):
             problems.append(f"{at}: '{prefix}{key}' {msg} (got {value!r})")
+
+
+def _check_tables(opt: Option[Any], value: Any, lines: dict[str, int], where: str, problems: list[str]) -> list[dict[str, Any]]:
+    """A list-of-tables option: each table's keys checked like options; the tables with defaults filled in."""
+    at = f"{where}:{lines[opt.key + '.0']}" if opt.key + ".0" in lines else where
+    if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+        problems.append(f"{at}: '{opt.key}' holds tables, written as [[{opt.key}]]")
+        return []
+    fields = {f.name: f for f in opt.fields}
+    out = []
+    for index, entry in enumerate(value):
+        base = f"{opt.key}.{index}"
+        entry_at = f"{where}:{lines[base]}" if base in lines else where
+        label = f"[[{opt.key}]] number {index + 1}"
+        for name, item in entry.items():
+            line = lines.get(f"{base}.{name}")
+            item_at = f"{where}:{line}" if line else entry_at
+            f = fields.get(name)
+            if f is None:
+                problems.append(f"{item_at}: {label}: unknown key '{name}' (there are: {', '.join(fields)})")
+            elif not _field_type_matches(f.default, item):
+                problems.append(f"{item_at}: {label}: '{name}' must be {_type_name(f.default)}, not {item!r}")
+            elif f.check and (msg := f.check(item)):
+                problems.append(f"{item_at}: {label}: '{name}' {msg} (got {item!r})")
+        for f in opt.fields:
+            if f.required and f.name not in entry:
+                problems.append(f"{entry_at}: {label}: '{f.name}' is required")
+        out.append({f.name: entry.get(f.name, f.default) for f in opt.fields})
+    return out
+
+
+def _field_type_matches(default: Any, value: Any) -> bool:
+    return isinstance(value, dict) if isinstance(default, dict) else _matches_type(default, value)
 
 
 def _toml_value(value: Any) -> str:

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from sakari.config import declare, non_negative, one_of, port, positive
-from sakari.jid import JIDError, parse_jid
+from sakari.config import Field, declare, declare_tables, non_negative, one_of, port, positive
+from sakari.jid import JIDError, parse_jid, prep_domain
 
 
 def bare_accounts(value: Any) -> str | None:
@@ -39,7 +39,63 @@ C2S_TLS_PORT = declare("network.c2s_tls_port", 5223, "Client connections with di
 HTTP_PORT = declare(
     "network.http_port", 5280, "HTTP port: a health check at /health, and the web modules' routes (WebSocket, BOSH, uploads). 0 disables.", port
 )
+COMPONENT_PORT = declare(
+    "network.component_port",
+    5347,
+    "External components (XEP-0114: bridges such as biboumi or slidge) connect here; the port is open only when "
+    "[[components]] are configured. 0 disables.",
+    port,
+)
 S2S_PORT = declare("network.s2s_port", 5269, "Server-to-server port for federation; reserved until federation is enabled.", port)
+
+def _domain(value: Any) -> str | None:
+    try:
+        prep_domain(value)
+    except JIDError as e:
+        return f"is not a domain: {e.text}"
+    return None
+
+
+def _secret(value: Any) -> str | None:
+    return None if value else "must not be empty"
+
+
+ROSTER_ACCESS = ("none", "get", "set", "both")
+IQ_ACCESS = ("get", "set", "both")
+
+
+def _privileges(value: Any) -> str | None:
+    """XEP-0356 grants: roster and message access, and iq access per namespace."""
+    for key, grant in value.items():
+        if key == "roster" and grant not in ROSTER_ACCESS:
+            return f"roster must be one of {', '.join(ROSTER_ACCESS)}"
+        if key == "message" and grant not in ("none", "outgoing"):
+            return "message must be \"none\" or \"outgoing\""
+        if key == "iq" and (
+            not isinstance(grant, dict) or not all(isinstance(v, str) and v in IQ_ACCESS for v in grant.values())
+        ):
+            return f"iq must be a table of namespaces, each {', '.join(IQ_ACCESS)}"
+        if key not in ("roster", "message", "iq"):
+            return f"has no '{key}' (there are: roster, message, iq)"
+    return None
+
+
+COMPONENTS = declare_tables(
+    "components",
+    (
+        Field("domain", "", "the component's domain; its subdomains are its too.", _domain, required=True),
+        Field("secret", "", "the shared secret of its handshake.", _secret, required=True),
+        Field("name", "", "its name in service discovery."),
+        Field(
+            "privileges",
+            {},
+            "XEP-0356 grants, e.g. { roster = \"both\", message = \"outgoing\", "
+            "iq = { \"http://jabber.org/protocol/pubsub\" = \"both\" } }.",
+            _privileges,
+        ),
+    ),
+    "External components (XEP-0114), e.g. bridges to IRC or Matrix; they connect to network.component_port.",
+)
 
 TLS_CERT = declare("tls.certificate", "", "PEM certificate (chain) for the domain. Empty: a self-signed one is made in the data directory.")
 TLS_KEY = declare("tls.key", "", "PEM private key for tls.certificate.")
