@@ -7,8 +7,18 @@ import secrets
 
 import pytest
 import pytest_asyncio
-from muc_helpers import MUC, MUC_ADMIN, MUC_USER, SERVICE, is_groupchat, is_room_presence, item_of, muc_config, \
-    status_codes, with_muc
+from muc_helpers import (
+    MUC,
+    MUC_ADMIN,
+    MUC_USER,
+    SERVICE,
+    is_groupchat,
+    is_room_presence,
+    item_of,
+    muc_config,
+    status_codes,
+    with_muc,
+)
 from slixmpp.exceptions import IqError
 from test_muc_rooms import enter, make_room
 from xmpp_harness import error_condition, q

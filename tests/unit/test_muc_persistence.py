@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from test_storage_contract import backend, postgres_database, storage  # noqa: F401
 
 from sakari.jid import parse_jid
 from sakari.modules.muc.model import Affiliation, RoomConfig
@@ -13,7 +14,6 @@ from sakari.modules.muc.room import Limits
 from sakari.modules.muc.service import MucService, Policy
 from sakari.storage.base import Storage
 from sakari.xml.element import Element
-from test_storage_contract import backend, postgres_database, storage  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
 

@@ -184,8 +184,8 @@ def destroy(room: Room, real: JID | None, destroy_el: Element | None) -> list[Ou
         x.add("item", attrs={"affiliation": "none", "role": "none"})
         x.append(notice)
         outs.append(Out(presence, list(occupant.sessions)))
-    for real in room.by_jid:
-        room.on_exit(real, room)
+    for inside in room.by_jid:
+        room.on_exit(inside, room)
     room.occupants.clear()
     room.by_jid.clear()
     room.changed()

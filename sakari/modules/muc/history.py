@@ -43,7 +43,7 @@ def _stamp(when: float) -> str:
 
 
 class _Entry:
-    __slots__ = ("stanza", "when", "_chars")
+    __slots__ = ("_chars", "stanza", "when")
 
     def __init__(self, stanza: Element, when: float) -> None:
         self.stanza = stanza  # as sent, with its delay already attached
