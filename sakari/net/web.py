@@ -68,9 +68,13 @@ CORS_ANY = {"Access-Control-Allow-Origin": "*"}
 
 def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(text) if text else None
+        address = ipaddress.ip_address(text) if text else None
     except ValueError:
         return None
+    # On a dual-stack socket an IPv4 peer shows as ::ffff:a.b.c.d; judge it as the IPv4 address it is.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _last(header: str | None) -> str:
