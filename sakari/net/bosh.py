@@ -87,13 +87,13 @@ def _int(attrs: dict[str, str], name: str, default: int | None = None) -> int:
 
 
 class BoshFraming(WebSocketFraming):
-    """The stream inside ``<body/>`` wrappers: elements as WebSocket frames them; the stream header's
-    attributes go on the session creation response instead, and the close is a terminate body."""
+    """The stream inside ``<body/>`` wrappers: elements as WebSocket frames them; what the stream header
+    says goes on the session creation response instead (BoshSession.creation_attrs), and the close is a
+    terminate body."""
 
     def __init__(self, max_stanza_size: int, max_depth: int) -> None:
         super().__init__(max_stanza_size, max_depth)
         self._pending: list[Event] = []
-        self.header_attrs: dict[str, str] = {}
 
     def push(self, events: list[Event]) -> None:
         """What a body carried, already parsed by the HTTP side with the same limits."""
@@ -104,7 +104,6 @@ class BoshFraming(WebSocketFraming):
         return out
 
     def header(self, attrs: dict[str, str]) -> bytes:
-        self.header_attrs = attrs
         return b""
 
     def footer(self) -> bytes:
