@@ -1,6 +1,6 @@
 """How an XMPP stream is framed on its transport, apart from what the stream says.
 
-The stream state machines (c2s now; s2s and components later) negotiate the
+The stream state machines (c2s, components; s2s later) negotiate the
 same way whatever carries them. A framing turns the transport's input into
 stream events (opened, element, closed) and wraps what the machine writes:
 
@@ -58,23 +58,27 @@ def _attr_text(attrs: dict[str, str]) -> str:
 
 class TcpFraming:
     stanza_ns = NS.CLIENT
+    # What the header declares as the default namespace, and the parser that reads the stream: components
+    # (XEP-0114) declare jabber:component:accept and have a parser reading their stanzas as jabber:client.
+    content_ns = NS.CLIENT
+    parser: type[StreamParser] = StreamParser
 
     def __init__(self, max_stanza_size: int, max_depth: int) -> None:
         self._limits = (max_stanza_size, max_depth)
-        self._parser = StreamParser(max_stanza_size, max_depth)
+        self._parser = self.parser(max_stanza_size, max_depth)
 
     def feed(self, data: bytes) -> list[Event]:
         return self._parser.feed(data)
 
     def restart(self) -> None:
-        self._parser = StreamParser(*self._limits)
+        self._parser = self.parser(*self._limits)
 
     def release(self) -> bool:
         return self._parser.release()
 
     def header(self, attrs: dict[str, str]) -> bytes:
         return (
-            f"<?xml version='1.0'?><stream:stream xmlns='{NS.CLIENT}' xmlns:stream='{NS.STREAMS}'{_attr_text(attrs)}>"
+            f"<?xml version='1.0'?><stream:stream xmlns='{self.content_ns}' xmlns:stream='{NS.STREAMS}'{_attr_text(attrs)}>"
         ).encode()
 
     def wrap(self, name: str, children: list[Element | str]) -> bytes:
