@@ -118,7 +118,7 @@ class LocalRouter:
         event = StanzaEvent(stanza, from_jid, to_jid, origin)
         await self._dispatch(event, self._target(to_jid, from_jid.bare, stanza.name))
 
-    async def from_external(self, stanza: Element, domain: str, subdomains: bool = False) -> None:
+    async def from_external(self, stanza: Element, domain: str, subdomains: bool = False, outbound: bool = False) -> None:
         try:
             from_jid = parse_jid(stanza.attrs.get("from", ""))
             to_jid = parse_jid(stanza.attrs.get("to", ""))
@@ -126,7 +126,7 @@ class LocalRouter:
             raise StreamError("improper-addressing", "a stanza between servers needs valid 'from' and 'to'") from None
         if from_jid.domain != domain and not (subdomains and from_jid.domain.endswith("." + domain)):
             raise StreamError("invalid-from", f"{from_jid.domain} is not {domain}")
-        if not self.hosts.is_local(to_jid.domain):
+        if not outbound and not self.hosts.is_local(to_jid.domain):
             raise StreamError("host-unknown", f"this server does not serve {to_jid.domain}")
         await self._dispatch(StanzaEvent(stanza, from_jid, to_jid), self._target(to_jid, from_jid.bare, stanza.name))
 

@@ -77,9 +77,11 @@ class Router(Protocol):
     async def route(self, stanza: Element, from_jid: JID, to_jid: JID, origin: Session | None = None) -> None:
         """A stanza the server, or a module acting for someone, sends to any address."""
 
-    async def from_external(self, stanza: Element, domain: str, subdomains: bool = False) -> None:
+    async def from_external(self, stanza: Element, domain: str, subdomains: bool = False, outbound: bool = False) -> None:
         """A stanza from another server or a component authenticated as ``domain``; raises
-        StreamError('invalid-from') when its 'from' is not of that domain."""
+        StreamError('invalid-from') when its 'from' is not of that domain. Another server may only address
+        domains served here (else StreamError('host-unknown')); a component's stanzas (``outbound``) may go
+        anywhere, and to a domain not served here they go on as a local sender's would (route/remote)."""
 
     async def deliver_to_bare(self, event: StanzaEvent) -> None:
         """RFC 6121 §8.5.2 delivery of a message to an account (offline storage when nobody takes it)."""
