@@ -16,6 +16,7 @@ Bounds: nodes per account, items per node and the size of an item are options.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sakari.config import declare, positive
@@ -27,6 +28,7 @@ from sakari.modules.caps import CAPS_CHANGED, CapsEvent
 from sakari.modules.presence import PRESENCE_INITIAL
 from sakari.modules.pubsub.config import (
     NodeConfig,
+    check_access_model,
     check_preconditions,
     config_form,
     configure,
@@ -42,22 +44,27 @@ from sakari.modules.pubsub.protocol import (
     Request,
     delete_event,
     find_form,
-    item_in,
     items_event,
+    items_result,
     parse_request,
+    publication,
+    publish_result,
     purge_event,
     require_node,
     retract_event,
+    retracted_ids,
+    retrieval,
 )
 from sakari.modules.pubsub.store import NodeStore
 from sakari.modules.util import payload
-from sakari.xml import fragment
 from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError
 
 NS_INFO = "http://jabber.org/protocol/disco#info"
 NS_ITEMS = "http://jabber.org/protocol/disco#items"
 NOTIFY = "+notify"
+PEP_PUBLISHED = "pep/published"  # PepEvent: an item was published on an account's node
+PEP_ACCESS_MODELS = ("open", "presence", "roster", "whitelist")
 _SERVED = "pep-served"  # session props: nodes whose last items this resource was sent
 _SEEN = "pep-seen"  # session props: accounts whose last items this resource was sent
 
@@ -80,6 +87,13 @@ FEATURES = [
     "publish", "publish-options", "purge-nodes", "retract-items", "retrieve-affiliations", "retrieve-default",
     "retrieve-items", "retrieve-subscriptions",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class PepEvent:
+    owner: JID
+    node: str
+    item: Element  # as stored: <item id='…'> in the event namespace
 
 
 def _truthy(text: str | None) -> bool:
@@ -219,32 +233,26 @@ class Pep:
     # --- publish, retract -------------------------------------------------------------
     async def publish(self, owner: JID, request: Request) -> Element:
         name = require_node(request)
-        items = request.action.find_all("item")
-        if len(items) > 1:
-            raise PubsubError("bad-request", "invalid-payload", "publish one item at a time")
-        item = items[0] if items else None
-        contents = list(item.elements()) if item is not None else []
-        if len(contents) != 1:
-            raise PubsubError("bad-request", "payload-required" if not contents else "invalid-payload")
-        size_limit = self.mod.option(MAX_ITEM_SIZE, host=owner.domain)
-        if len(fragment.dump(contents[0])) > size_limit:
-            raise PubsubError("not-acceptable", "payload-too-big", f"an item may have at most {size_limit} bytes")
-        form = find_form(request.options) if request.options is not None and request.options.name == "publish-options" else None
-        wanted = publish_options(form)
+        item_id, content, form = publication(request, self.mod.option(MAX_ITEM_SIZE, host=owner.domain))
+        stored = await self.publish_item(owner, name, item_id, content, publish_options(form))
+        return publish_result(name, stored.attrs["id"])
+
+    async def publish_item(self, owner: JID, name: str, item_id: str | None, content: Element,
+                           wanted: dict[str, Any]) -> Element:
+        """Publish on the account's behalf (its client, or a module converting its data): the node is made with
+        ``wanted`` as its configuration, or must already have it; contacts are notified. Returns the stored item."""
         async with self.store.editing(str(owner), name):
             node = await self.store.get(str(owner), name)
             created = node is None
             if node is None:
-                node = await self.new_node(owner, name, NodeConfig(**wanted))
+                node = await self.new_node(owner, name, check_access_model(NodeConfig(**wanted), PEP_ACCESS_MODELS))
             else:
                 check_preconditions(node.config, wanted)
-            stored, _ = node.publish(item.attrs.get("id") if item is not None else None, contents[0],
-                                     self.mod.option(MAX_ITEMS, host=owner.domain))
+            stored, _ = node.publish(item_id, content, self.mod.option(MAX_ITEMS, host=owner.domain))
             await self.store.save(str(owner), node, config=created)
         await self.notify(owner, node, items_event(name, [stored]))
-        result = Element("pubsub", NS_PUBSUB)
-        result.add("publish", attrs={"node": name}).add("item", attrs={"id": stored.attrs["id"]})
-        return result
+        await self.mod.events.fire_all(PEP_PUBLISHED, PepEvent(owner, name, stored))
+        return stored
 
     async def new_node(self, owner: JID, name: str, config: NodeConfig) -> Node:
         limit = self.mod.option(MAX_NODES, host=owner.domain)
@@ -254,9 +262,7 @@ class Pep:
 
     async def retract(self, owner: JID, request: Request) -> bool:
         name = require_node(request)
-        ids = [i.attrs.get("id", "") for i in request.action.find_all("item")]
-        if not ids or not all(ids):
-            raise PubsubError("bad-request", "item-required")
+        ids = retracted_ids(request)
         async with self.store.editing(str(owner), name):
             node = await self.existing(owner, name)
             for item_id in ids:
@@ -277,16 +283,8 @@ class Pep:
         name = require_node(request)
         node = await self.existing(owner, name)
         await self.check_access(node, owner, requester)
-        ids = [i.attrs["id"] for i in request.action.find_all("item") if "id" in i.attrs]
-        max_text = request.action.attrs.get("max_items")
-        try:
-            max_items = int(max_text) if max_text else None
-        except ValueError:
-            raise StanzaError("bad-request", "max_items is not a number") from None
-        result = Element("pubsub", NS_PUBSUB)
-        wrapper = result.add("items", attrs={"node": name})
-        wrapper.children.extend(item_in(i, NS_PUBSUB) for i in node.select(max_items, ids))
-        return result
+        max_items, ids = retrieval(request)
+        return items_result(name, node.select(max_items, ids))
 
     async def own_affiliations(self, owner: JID) -> Element:
         result = Element("pubsub", NS_PUBSUB)
@@ -302,7 +300,7 @@ class Pep:
         async with self.store.editing(str(owner), name):
             if await self.store.get(str(owner), name, with_items=False) is not None:
                 raise StanzaError("conflict", f"the node {name} exists")
-            config = configure(NodeConfig(), form) if form is not None else NodeConfig()
+            config = check_access_model(configure(NodeConfig(), form) if form is not None else NodeConfig(), PEP_ACCESS_MODELS)
             await self.store.save(str(owner), await self.new_node(owner, name, config))
         return True
 
@@ -315,7 +313,7 @@ class Pep:
             return True
         async with self.store.editing(str(owner), name):
             node = await self.existing(owner, name, with_items=False)
-            node.config = configure(node.config, form)
+            node.config = check_access_model(configure(node.config, form), PEP_ACCESS_MODELS)
             await self.store.save(str(owner), node, items=False)
         return True
 
@@ -347,10 +345,10 @@ class Pep:
                 result = Element("pubsub", NS_OWNER)
                 wrapper = result.add("affiliations", attrs={"node": name})
                 wrapper.add("affiliation", attrs={"jid": str(owner), "affiliation": "owner"})
-                for jid in sorted(node.members):
-                    wrapper.add("affiliation", attrs={"jid": jid, "affiliation": "member"})
+                for jid in sorted(node.affiliations):
+                    wrapper.add("affiliation", attrs={"jid": jid, "affiliation": node.affiliations[jid]})
                 return result
-            members = set(node.members)
+            members = {jid for jid, affiliation in node.affiliations.items() if affiliation == "member"}
             for entry in request.action.find_all("affiliation"):
                 try:
                     jid = str(parse_jid(entry.attrs.get("jid", "")).bare)
@@ -363,7 +361,7 @@ class Pep:
                     members.discard(jid)
                 else:
                     raise StanzaError("not-acceptable", f"a PEP node has members only, not {affiliation}")
-            node.members = members
+            node.affiliations = dict.fromkeys(sorted(members), "member")
             await self.store.save(str(owner), node, items=False)
         return True
 
@@ -437,7 +435,7 @@ class Pep:
         query = Element("query", NS_INFO, {"node": name})
         query.add("identity", attrs={"category": "pubsub", "type": "leaf"})
         query.add("feature", attrs={"var": NS_PUBSUB})
-        query.append(meta_data_form(node.config, str(owner)))
+        query.append(meta_data_form(node.config, [str(owner)]))
         return query
 
     async def disco_items(self, event: StanzaEvent) -> Element | None:
@@ -480,6 +478,8 @@ def setup(mod: ModuleAPI) -> None:
     mod.depends("presence")
     mod.depends("caps")
     pep = Pep(mod)
+    mod.provide("pep", pep)
+    mod.events.declare(PEP_PUBLISHED)
     mod.add_account_identity("pubsub", "pep")
     mod.add_account_feature(NS_PUBSUB)
     for feature in FEATURES:

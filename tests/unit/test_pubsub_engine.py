@@ -106,22 +106,29 @@ def test_retract_of_a_missing_item_is_item_not_found():
 
 # --- access -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "model, subscription, groups, members, allowed",
+    "model, subscription, groups, affiliation, subscribed, allowed",
     [
-        ("presence", "from", (), set(), True),
-        ("presence", "both", (), set(), True),
-        ("presence", "to", (), set(), False),
-        ("presence", None, (), set(), False),
-        ("open", None, (), set(), True),
-        ("roster", "none", ("friends",), set(), True),
-        ("roster", None, (), set(), False),
-        ("whitelist", "both", (), set(), False),
-        ("whitelist", None, (), {"b@x"}, True),
+        ("presence", "from", (), None, None, True),
+        ("presence", "both", (), None, None, True),
+        ("presence", "to", (), None, None, False),
+        ("presence", None, (), None, None, False),
+        ("open", None, (), None, None, True),
+        ("open", None, (), "outcast", None, False),
+        ("roster", "none", ("friends",), None, None, True),
+        ("roster", None, (), None, None, False),
+        ("whitelist", "both", (), None, None, False),
+        ("whitelist", None, (), "member", None, True),
+        ("whitelist", None, (), "publisher", None, True),
+        ("authorize", None, (), None, "pending", False),
+        ("authorize", None, (), None, "subscribed", True),
     ],
 )
-def test_access_models(model, subscription, groups, members, allowed):
+def test_access_models(model, subscription, groups, affiliation, subscribed, allowed):
     node = Node("n", NodeConfig(access_model=model, roster_groups_allowed=("friends",) if model == "roster" else ()))
-    node.members = members
+    if affiliation:
+        node.affiliations["b@x"] = affiliation
+    if subscribed:
+        node.subscriptions["b@x"] = subscribed
     assert node.may_see("b@x", "a@x", subscription, groups) is allowed
     assert node.may_see("a@x", "a@x", None)  # the owner always
 

@@ -17,7 +17,8 @@ from sakari.xml.errors import StanzaError
 FORM_NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config"
 FORM_PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
 
-ACCESS_MODELS = ("open", "presence", "roster", "whitelist")
+ACCESS_MODELS = ("authorize", "open", "presence", "roster", "whitelist")
+PUBLISH_MODELS = ("publishers", "subscribers", "open")
 SEND_LAST = ("never", "on_sub", "on_sub_and_presence")
 MAX = "max"  # pubsub#max_items: as many as the service allows (XEP-0060 §7.1.5, XEP-0402)
 
@@ -31,6 +32,7 @@ class NodeConfig:
     notify_retract: bool = True
     notify_delete: bool = True
     deliver_payloads: bool = True
+    publish_model: str = "publishers"  # who besides owners may publish: publishers, subscribers too, anyone
     title: str = ""
     roster_groups_allowed: tuple[str, ...] = field(default=())
 
@@ -88,12 +90,13 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "pubsub#notify_retract": ("notify_retract", _bool),
     "pubsub#notify_delete": ("notify_delete", _bool),
     "pubsub#deliver_payloads": ("deliver_payloads", _bool),
+    "pubsub#publish_model": ("publish_model", _one_of(PUBLISH_MODELS)),
     "pubsub#title": ("title", lambda values: values[0] if values else ""),
     "pubsub#roster_groups_allowed": ("roster_groups_allowed", tuple),
 }
 # Options a service may ignore in a configuration form without betraying the client (XEP-0060 §8.2.4).
 _IGNORED = {
-    "pubsub#deliver_notifications", "pubsub#notification_type", "pubsub#publish_model", "pubsub#type",
+    "pubsub#deliver_notifications", "pubsub#notification_type", "pubsub#type",
     "pubsub#max_payload_size", "pubsub#presence_based_delivery", "pubsub#notify_config", "pubsub#notify_sub",
     "pubsub#itemreply", "pubsub#description", "pubsub#item_expire", "pubsub#purge_offline",
 }
@@ -143,6 +146,13 @@ def check_preconditions(config: NodeConfig, wanted: dict[str, Any]) -> None:
             raise PubsubError("conflict", "precondition-not-met", f"the node's {attr} is not {value}")
 
 
+def check_access_model(config: NodeConfig, supported: tuple[str, ...]) -> NodeConfig:
+    """A service offers the access models that make sense for it (PEP has rosters, a pubsub service has not)."""
+    if config.access_model not in supported:
+        raise PubsubError("not-acceptable", "unsupported-access-model", f"access models here: {', '.join(supported)}")
+    return config
+
+
 def config_form(config: NodeConfig, form_type: str = FORM_NODE_CONFIG) -> Element:
     """The node's configuration as a form (§8.2.1), or as the result of a defaults request."""
     form = Element("x", NS_DATA, {"type": "form"})
@@ -154,17 +164,18 @@ def config_form(config: NodeConfig, form_type: str = FORM_NODE_CONFIG) -> Elemen
     _field(form, "pubsub#notify_retract", "boolean", [_flag(config.notify_retract)])
     _field(form, "pubsub#notify_delete", "boolean", [_flag(config.notify_delete)])
     _field(form, "pubsub#deliver_payloads", "boolean", [_flag(config.deliver_payloads)])
+    _field(form, "pubsub#publish_model", "list-single", [config.publish_model], PUBLISH_MODELS)
     _field(form, "pubsub#title", "text-single", [config.title])
     _field(form, "pubsub#roster_groups_allowed", "list-multi", list(config.roster_groups_allowed))
     return form
 
 
-def meta_data_form(config: NodeConfig, owner: str) -> Element:
+def meta_data_form(config: NodeConfig, owners: list[str]) -> Element:
     """disco#info of a node carries its meta-data (§5.4)."""
     form = Element("x", NS_DATA, {"type": "result"})
     _field(form, "FORM_TYPE", "hidden", ["http://jabber.org/protocol/pubsub#meta-data"])
     _field(form, "pubsub#access_model", "list-single", [config.access_model])
-    _field(form, "pubsub#owner", "jid-list", [owner])
+    _field(form, "pubsub#owner", "jid-multi", owners)
     if config.title:
         _field(form, "pubsub#title", "text-single", [config.title])
     return form

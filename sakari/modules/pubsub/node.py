@@ -15,6 +15,9 @@ from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError
 
 SUBSCRIBED = ("from", "both")  # roster subscriptions by which a contact sees the owner's presence
+AFFILIATIONS = ("owner", "publisher", "member", "outcast")  # "none" is the absence of one (§4.1)
+READERS = ("owner", "publisher", "member")  # affiliations that may read a whitelist node
+SUBSCRIPTION_STATES = ("subscribed", "pending")  # "none" is the absence of one (§4.2)
 
 
 @dataclass(slots=True)
@@ -23,7 +26,10 @@ class Node:
     config: NodeConfig = field(default_factory=NodeConfig)
     # id → <item id='…'>payload</item> in the event namespace (as notifications carry it), oldest first.
     items: dict[str, Element] = field(default_factory=dict)
-    members: set[str] = field(default_factory=set)  # the whitelist (affiliation member), bare JIDs
+    # bare JID → one of AFFILIATIONS; a PEP node's owner is its account and is not listed.
+    affiliations: dict[str, str] = field(default_factory=dict)
+    # JID (bare or full, as the subscriber asked) → one of SUBSCRIPTION_STATES; a service's nodes only.
+    subscriptions: dict[str, str] = field(default_factory=dict)
 
     # --- items ------------------------------------------------------------------
     def publish(self, item_id: str | None, payload: Element | None, server_max: int) -> tuple[Element, list[str]]:
@@ -70,12 +76,19 @@ class Node:
         ``subscription`` and ``groups`` are the owner's roster item for the requester, if any.
         """
         model = self.config.access_model
-        if requester == owner or model == "open":
+        if requester == owner:
+            return True
+        affiliation = self.affiliations.get(requester)
+        if affiliation == "outcast":
+            return False
+        if model == "open" or affiliation in READERS:
             return True
         if model == "presence":
             return subscription in SUBSCRIBED
         if model == "roster":
             allowed = self.config.roster_groups_allowed
             return subscription is not None and (not allowed or any(g in allowed for g in groups))
-        return requester in self.members  # whitelist
+        if model == "authorize":
+            return self.subscriptions.get(requester) == "subscribed"
+        return False  # whitelist: only the affiliated, above
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sakari.xml import fragment
 from sakari.xml import ns as NS
 from sakari.xml.element import Element, escape_attr
 from sakari.xml.errors import StanzaError
@@ -82,6 +83,53 @@ def require_node(request: Request) -> str:
     if not request.node:
         raise PubsubError("bad-request", "nodeid-required")
     return request.node
+
+
+def publication(request: Request, size_limit: int) -> tuple[str | None, Element, Element | None]:
+    """A publish request (§7.1): the item id (None: the service picks), its one payload, the publish-options form."""
+    items = request.action.find_all("item")
+    if len(items) > 1:
+        raise PubsubError("bad-request", "invalid-payload", "publish one item at a time")
+    item = items[0] if items else None
+    contents = list(item.elements()) if item is not None else []
+    if len(contents) != 1:
+        raise PubsubError("bad-request", "payload-required" if not contents else "invalid-payload")
+    if len(fragment.dump(contents[0])) > size_limit:
+        raise PubsubError("not-acceptable", "payload-too-big", f"an item may have at most {size_limit} bytes")
+    options = request.options
+    form = find_form(options) if options is not None and options.name == "publish-options" else None
+    return (item.attrs.get("id") if item is not None else None), contents[0], form
+
+
+def publish_result(node: str, item_id: str) -> Element:
+    result = Element("pubsub", NS_PUBSUB)
+    result.add("publish", attrs={"node": node}).add("item", attrs={"id": item_id})
+    return result
+
+
+def retracted_ids(request: Request) -> list[str]:
+    """The ids of a retract request (§7.2); each item must name one."""
+    ids = [i.attrs.get("id", "") for i in request.action.find_all("item")]
+    if not ids or not all(ids):
+        raise PubsubError("bad-request", "item-required")
+    return ids
+
+
+def retrieval(request: Request) -> tuple[int | None, list[str]]:
+    """What an items request asks for (§6.5): at most max_items of the newest, or these ids."""
+    ids = [i.attrs["id"] for i in request.action.find_all("item") if "id" in i.attrs]
+    max_text = request.action.attrs.get("max_items")
+    try:
+        return (int(max_text) if max_text else None), ids
+    except ValueError:
+        raise StanzaError("bad-request", "max_items is not a number") from None
+
+
+def items_result(node: str, items: list[Element]) -> Element:
+    result = Element("pubsub", NS_PUBSUB)
+    wrapper = result.add("items", attrs={"node": node})
+    wrapper.children.extend(item_in(i, NS_PUBSUB) for i in items)
+    return result
 
 
 def event_message(event: Element, from_jid: str, to_jid: str | None = None, headline: bool = True) -> Element:

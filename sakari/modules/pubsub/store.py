@@ -59,7 +59,7 @@ class NodeStore:
 
     async def save(self, owner: str, node: Node, items: bool = True, config: bool = True) -> None:
         if config:
-            record = {"config": node.config.to_dict(), "members": sorted(node.members)}
+            record = {"config": node.config.to_dict(), "affiliations": node.affiliations, "subscriptions": node.subscriptions}
             await self._nodes.set(owner, node.name, json.dumps(record).encode())
         if items:
             wrapper = Element("items", NS_EVENT, children=list(node.items.values()))
@@ -72,4 +72,8 @@ class NodeStore:
 
 def _node(name: str, data: bytes) -> Node:
     record = json.loads(data)
-    return Node(name, NodeConfig.from_dict(record["config"]), members=set(record.get("members", ())))
+    affiliations = record.get("affiliations")
+    if affiliations is None:  # PEP nodes saved before affiliations had kinds kept a list of members
+        affiliations = dict.fromkeys(record.get("members", ()), "member")
+    return Node(name, NodeConfig.from_dict(record["config"]), affiliations=affiliations,
+                subscriptions=record.get("subscriptions", {}))
