@@ -41,11 +41,13 @@ MESSAGE_OFFLINE = "message/offline"  # StanzaEvent, a message no resource can ta
 ACCOUNT_DELETED = "account/deleted"  # AccountEvent
 SERVER_STARTED = "server/started"  # ServerEvent, modules loaded, before listening
 SERVER_STOPPING = "server/stopping"  # ServerEvent
+COMPONENT_CONNECTED = "component/connected"  # ComponentEvent, an external component's handshake succeeded
 
 CORE_EVENTS = frozenset(
     {
         SESSION_BOUND, SESSION_DETACHED, SESSION_RESUMED, SESSION_CLOSING, SESSION_CLOSED, STANZA_UNDELIVERABLE,
         STREAM_NONZA, INBOUND_USER, MESSAGE_OFFLINE, ACCOUNT_DELETED, SERVER_STARTED, SERVER_STOPPING,
+        COMPONENT_CONNECTED,
     }
 )
 
@@ -100,6 +102,11 @@ class AccountEvent:
 @dataclass(slots=True)
 class ServerEvent:
     pass
+
+
+@dataclass(slots=True)
+class ComponentEvent:
+    domain: str  # the component's, as configured
 
 
 @dataclass(order=True, slots=True)
