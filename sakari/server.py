@@ -20,11 +20,13 @@ from sakari.core.local_router import LocalRouter
 from sakari.core.modules import ServerContext, load_module, parse_admins
 from sakari.core.sessions import SessionManager
 from sakari.core.tasks import Tasks
+from sakari.credentials import Credentials
 from sakari.errors import StartError
 from sakari.jid import JIDError, parse_jid, prep_domain
 from sakari.net import control, tls
 from sakari.net.bosh import BoshEndpoint
 from sakari.net.c2s import C2SConnection, release_idle_parsers
+from sakari.net.component import ComponentConnection, ComponentPort
 from sakari.net.http import HttpStack
 from sakari.net.port import ClientPort, ConnectionLimits
 from sakari.net.transport import Listener, Listeners
@@ -39,6 +41,7 @@ from sakari.xml.errors import StreamError
 log = logging.getLogger("sakari.server")
 
 SHUTDOWN_GRACE = 5.0  # seconds for clients to take their </stream:stream> and for last writes
+DISABLED_STORE = "disabled"  # accounts an administrator disabled (XEP-0133): their logins fail as a wrong password's
 
 
 class Server:
@@ -50,6 +53,12 @@ class Server:
         self.hosts.add_users(self.domain)
         for name, options in config.hosts.items():
             self.hosts.add_users(name, options)
+        components = config[S.COMPONENTS]
+        for component in components:
+            try:
+                self.hosts.add_component(component["domain"], component["name"])
+            except ValueError as e:
+                raise StartError(f"components: {e}") from None
         self.events = Events()
         self.tasks = Tasks()
         self.router = LocalRouter(self.hosts, self.events)
@@ -86,7 +95,7 @@ class Server:
             ),
             sessions=self.sessions,
             tasks=self.tasks,
-            credentials=self.storage.accounts.get,
+            credentials=self._credentials,
             features=self.collect_stream_features,
             limits=ConnectionLimits(
                 auth_timeout=config[S.AUTH_TIMEOUT],
@@ -101,6 +110,22 @@ class Server:
         self.listeners.declare(Listener("c2s", S.C2S_PORT, lambda: C2SConnection(self.port, False)))
         self.listeners.declare(Listener("c2s-tls", S.C2S_TLS_PORT, lambda: C2SConnection(self.port, True), direct_tls=True))
         self.listeners.declare(Listener("http", S.HTTP_PORT, self.http.protocol, direct_tls=config[HTTP_TLS]))
+        self.component_port = ComponentPort(
+            router=self.router,
+            hosts=self.hosts,
+            events=self.events,
+            tasks=self.tasks,
+            secrets={prep_domain(c["domain"]): c["secret"] for c in components},
+            max_stanza_size=config[S.MAX_STANZA_SIZE],
+            max_depth=config[S.MAX_DEPTH],
+            auth_timeout=config[S.AUTH_TIMEOUT],
+            max_send_buffer=max_send_buffer,
+        )
+        if components:  # no port open for components nobody configured
+            self.listeners.declare(Listener("component", S.COMPONENT_PORT, lambda: ComponentConnection(self.component_port)))
+        # For the admin commands (XEP-0133), which must not import the server.
+        self.ctx.services["account-deletion"] = self.delete_account
+        self.disabled = self.storage.cached_keyvalue(DISABLED_STORE)  # read on every login: cached
         self._add_web_transports()
         self._all_closed: asyncio.Event | None = None
         self._release_task: asyncio.Task[None] | None = None
@@ -163,6 +188,12 @@ class Server:
         self._release_task = self.tasks.spawn(release_idle_parsers(self.port))
         log.info("event=ready domains=%s", ",".join(self.hosts.user_domains()))
 
+    async def _credentials(self, owner: str) -> Credentials | None:
+        """A login's credentials; none for a disabled account, which then fails like any wrong password."""
+        if await self.disabled.get(owner) is not None:
+            return None
+        return await self.storage.accounts.get(owner)
+
     async def delete_account(self, owner: str) -> bool:
         """Delete an account and all its data, ending its sessions first."""
         jid = parse_jid(owner)
@@ -187,6 +218,8 @@ class Server:
         await self.events.fire_all(E.SERVER_STOPPING, ServerEvent())
         for session in list(self.sessions):
             session.close(StreamError("system-shutdown", "the server is shutting down"))
+        for component in list(self.component_port.connections):
+            component.close_stream(StreamError("system-shutdown", "the server is shutting down"))  # type: ignore[attr-defined]
         connections = self.port.connections
         for conn in list(connections):
             conn.close_stream(StreamError("system-shutdown", "the server is shutting down"))  # type: ignore[attr-defined]
