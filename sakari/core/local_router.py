@@ -333,9 +333,11 @@ class LocalRouter:
                 self.send_to([entry], reply)
                 return
         host = self.hosts.get(event.from_jid.domain)
-        if host is None or host.kind is not _USERS:
-            # A remote address, or a service or component: the answer travels like any stanza.
-            asyncio.get_running_loop().create_task(self._dispatch(StanzaEvent(reply, event.to_jid, event.from_jid), "full"))
+        if host is None or host.kind is not _USERS or reply.name == "iq":
+            # A remote address, a service or component, or an account's bare JID that the server asked for
+            # (request() on a user's behalf, as for XEP-0356 privileged iqs): the answer travels like any stanza.
+            target = self._target(event.from_jid, event.to_jid.bare, reply.name)
+            asyncio.get_running_loop().create_task(self._dispatch(StanzaEvent(reply, event.to_jid, event.from_jid), target))
 
     async def request(self, iq: Element, to: JID, from_jid: JID | None = None, timeout: float = REQUEST_TIMEOUT) -> Element:
         iq_id = f"s{next(self._ids)}"

@@ -10,6 +10,7 @@ from sakari.core.events import Events
 from sakari.core.hosts import Hosts
 from sakari.core.local_router import LocalRouter
 from sakari.core.router import ROUTE_REMOTE
+from sakari.jid import parse_jid
 from sakari.xml.element import Element
 from sakari.xml.errors import StreamError
 from sakari.xml.parser import StreamParser
@@ -64,3 +65,17 @@ async def test_without_outbound_another_domain_is_still_host_unknown() -> None:
     with pytest.raises(StreamError) as caught:
         await router.from_external(stanza("<message from='a@remote.example' to='b@elsewhere.example'/>"), "remote.example")
     assert caught.value.condition == "host-unknown"
+
+
+async def test_a_request_on_an_accounts_behalf_gets_the_answer_of_a_local_handler() -> None:
+    # request() with a user's bare JID as sender (XEP-0356 privileged iq): the answer must come back to it.
+    hosts = Hosts()
+    hosts.add_users("example.org")
+    events = Events()
+    events.hook("iq-get/self/urn:example:q:query", lambda event: Element("query", "urn:example:q"))
+    router = LocalRouter(hosts, events)
+    iq = Element("iq", attrs={"type": "get"})
+    iq.add("query", "urn:example:q")
+    user = parse_jid("juliet@example.org")
+    answer = await asyncio.wait_for(router.request(iq, user, from_jid=user), 5)
+    assert answer.attrs["type"] == "result" and answer.find("query", "urn:example:q") is not None
