@@ -12,6 +12,7 @@ NS = "vcard-temp"
 
 def setup(mod: ModuleAPI) -> None:
     store = mod.storage.documents("vcard")
+    mod.provide("vcard", store)  # vcard_legacy reads and mirrors the stored vCards (XEP-0398)
 
     async def get(event: StanzaEvent) -> Element:
         owner = owner_of(event)

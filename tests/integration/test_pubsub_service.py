@@ -3,7 +3,16 @@ configured and deleted; publish, retract and items; subscriptions with their sta
 affiliations managed by owners; who may create nodes; limits; discovery; persistence across a restart."""
 
 import pytest
-from pep_helpers import NS_EVENT, NS_OWNER, NS_PUBSUB, form, is_event, pep_config, publish_xml, pubsub_condition
+from pep_helpers import (
+    NS_EVENT,
+    NS_OWNER,
+    NS_PUBSUB,
+    form,
+    is_event,
+    pep_config,
+    publish_xml,
+    pubsub_condition,
+)
 from xmpp_harness import q
 
 pytestmark = pytest.mark.asyncio
