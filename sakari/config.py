@@ -138,6 +138,8 @@ def _matches_type(default: Any, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, list):
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if isinstance(default, dict):  # a table of strings by name (such as domain → address)
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
     return isinstance(value, type(default))
 
 
@@ -145,7 +147,8 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in table.items():
         full = f"{prefix}{key}"
-        if isinstance(value, dict):
+        option = _OPTIONS.get(full)
+        if isinstance(value, dict) and not (option is not None and isinstance(option.default, dict)):
             out.update(_flatten(value, full + "."))
         else:
             out[full] = value
@@ -316,6 +319,8 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return repr(value)
 
 

@@ -26,9 +26,10 @@ def problems(text: str) -> list[str]:
 
 
 def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    table_options = {o.key for o in all_options() if isinstance(o.default, dict)}  # options whose value is a table
     out: dict[str, Any] = {}
     for key, value in table.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and f"{prefix}{key}" not in table_options:
             out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
@@ -116,6 +117,23 @@ def test_valid_file_gives_its_values_and_defaults_for_the_rest() -> None:
 
 def test_integer_is_accepted_where_a_number_is_expected() -> None:
     assert Config.parse("[c2s]\nauth_timeout = 10\n")[S.AUTH_TIMEOUT] == 10
+
+
+def test_a_table_valued_option_takes_a_table_of_strings_with_its_keys_as_written() -> None:
+    from sakari.net.s2s import HOST_MAP
+
+    config = Config.parse('[s2s.host_map]\n"example.org" = "192.0.2.1:5269"\n', WHERE)
+    assert config[HOST_MAP] == {"example.org": "192.0.2.1:5269"}
+    assert Config.parse('[s2s]\nhost_map = { "a.example" = "[::1]:5269" }\n', WHERE)[HOST_MAP] == {"a.example": "[::1]:5269"}
+
+
+def test_a_table_valued_option_names_a_bad_value_with_its_line() -> None:
+    assert problems('[s2s]\nhost_map = { "example.org" = 5269 }\n') == [
+        f"{WHERE}:2: 's2s.host_map' must be a table, not {{'example.org': 5269}}"
+    ]
+    assert problems('\n[s2s.host_map]\n"example.org" = "no port"\n') == [
+        f"{WHERE}:2: 's2s.host_map' example.org = 'no port': give \"address:port\" (got {{'example.org': 'no port'}})"
+    ]
 
 
 # --- the example --------------------------------------------------------------------
