@@ -261,16 +261,19 @@ class Pep:
         return Node(name, config)
 
     async def retract(self, owner: JID, request: Request) -> bool:
-        name = require_node(request)
-        ids = retracted_ids(request)
+        await self.retract_items(owner, require_node(request), retracted_ids(request),
+                                 _truthy(request.action.attrs.get("notify")))
+        return True
+
+    async def retract_items(self, owner: JID, name: str, ids: list[str], notify: bool = False) -> None:
+        """Retract on the account's behalf; contacts hear of it if the node or the request says so."""
         async with self.store.editing(str(owner), name):
             node = await self.existing(owner, name)
             for item_id in ids:
                 node.retract(item_id)
             await self.store.save(str(owner), node, config=False)
-        if node.config.notify_retract or _truthy(request.action.attrs.get("notify")):
+        if node.config.notify_retract or notify:
             await self.notify(owner, node, retract_event(name, ids))
-        return True
 
     async def existing(self, owner: JID, name: str, with_items: bool = True) -> Node:
         node = await self.store.get(str(owner), name, with_items)
