@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sakari.credentials import Credentials
 
@@ -133,9 +133,9 @@ class ArchiveItem:
     stanza: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class ArchiveEntry:
-    """An item to append under an id taken beforehand (ArchiveStore.new_id)."""
+class ArchiveEntry(NamedTuple):
+    """An item to append under an id taken beforehand (ArchiveStore.new_id); a tuple, since one is
+    made per archived message and a frozen dataclass costs several calls to build."""
 
     owner: str
     id: str
@@ -217,6 +217,11 @@ class ArchiveStore(Protocol):
         ...
 
     async def get(self, owner: str, id: str) -> ArchiveItem | None: ...
+    async def replace(self, owner: str, id: str, stanza: bytes, text: str | None = None) -> bool:
+        """Put ``stanza`` in place of an item, keeping its id, time and contact (a tombstone for a
+        retracted message, XEP-0424 §5); False when there is no such item."""
+        ...
+
     async def delete(self, owner: str, id: str) -> bool: ...
     async def clear(self, owner: str) -> None: ...
     async def expire(self, before: float) -> int:

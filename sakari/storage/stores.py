@@ -413,6 +413,21 @@ class SqlArchive:
         )
         return ArchiveItem(id, time_of(seq), rows[0][0], bytes(rows[0][1])) if rows else None
 
+    async def replace(self, owner: str, id: str, stanza: bytes, text: str | None = None) -> bool:
+        seq = _seq_or_none(id)
+        if seq is None:
+            return False
+        item = await self.get(owner, id)
+        if item is None:
+            return False
+        # Deleted and inserted again in one transaction rather than updated, so that every backend's
+        # full-text index forgets the old text (SQLite's FTS5 follows inserts and deletes only).
+        await self.db.write(
+            ("DELETE FROM archive WHERE name = ? AND owner = ? AND seq = ?", (self.name, owner, seq)),
+            (self._INSERT, (self.name, owner, seq, item.with_jid, stanza, text)),
+        )
+        return True
+
     async def delete(self, owner: str, id: str) -> bool:
         seq = _seq_or_none(id)
         if seq is None:

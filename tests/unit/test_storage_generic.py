@@ -207,3 +207,17 @@ async def test_reads_see_archive_appends_issued_before_them(storage: Storage) ->
     archive = storage.archive("mam")
     _, page = await asyncio.gather(archive.append(JULIET, ROMEO, b"<m/>"), archive.query(JULIET))
     assert [item.stanza for item in page.items] == [b"<m/>"]
+
+
+async def test_archive_replace_keeps_the_place_and_forgets_the_old_text(storage: Storage) -> None:
+    archive = storage.archive("muc")
+    kept = await archive.append(ROOM, "room/nick", b"<m>secret words</m>", when=T0, text="secret words")
+    after = await archive.append(ROOM, "room/other", b"<m>later</m>", when=T0 + 1, text="later")
+    assert await archive.replace(ROOM, kept, b"<tombstone/>") is True
+    assert await archive.replace(ROOM, "0" * len(kept), b"<x/>") is False
+    assert await archive.replace(JULIET, kept, b"<x/>") is False
+    page = await archive.query(ROOM)
+    assert [(i.id, i.stanza, i.with_jid, i.timestamp) for i in page.items] == [
+        (kept, b"<tombstone/>", "room/nick", T0), (after, b"<m>later</m>", "room/other", T0 + 1)
+    ]
+    assert (await archive.query(ROOM, text="secret")).items == []
