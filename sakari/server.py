@@ -14,16 +14,17 @@ from typing import Any
 from sakari import settings as S
 from sakari.config import Config
 from sakari.core import events as E
-from sakari.core.events import AccountEvent, Events, ServerEvent
+from sakari.core.events import AccountEvent, Events, ServerEvent, StanzaEvent
 from sakari.core.hosts import Hosts
 from sakari.core.local_router import LocalRouter
 from sakari.core.modules import ServerContext, load_module, parse_admins
+from sakari.core.router import ROUTE_REMOTE
 from sakari.core.sessions import SessionManager
 from sakari.core.tasks import Tasks
 from sakari.credentials import Credentials
 from sakari.errors import StartError
 from sakari.jid import JIDError, parse_jid, prep_domain
-from sakari.net import control, tls
+from sakari.net import control, s2s, tls
 from sakari.net.bosh import BoshEndpoint
 from sakari.net.c2s import C2SConnection, release_idle_parsers
 from sakari.net.component import ComponentConnection, ComponentPort
@@ -123,6 +124,11 @@ class Server:
         )
         if components:  # no port open for components nobody configured
             self.listeners.declare(Listener("component", S.COMPONENT_PORT, lambda: ComponentConnection(self.component_port)))
+        self.federation: s2s.Federation | None = None  # made at start, with the stored dialback secret
+        self._certificate = (Path(), Path())  # the certificate and key in use, once _setup_tls found them
+        if config[s2s.ENABLED]:
+            self.listeners.declare(Listener("s2s", S.S2S_PORT, self._s2s_connection))
+            self.events.hook(ROUTE_REMOTE, self._route_remote)
         # For the admin commands (XEP-0133), which must not import the server.
         self.ctx.services["account-deletion"] = self.delete_account
         self.disabled = self.storage.cached_keyvalue(DISABLED_STORE)  # read on every login: cached
@@ -157,30 +163,43 @@ class Server:
         try:
             self.port.ssl_context = tls.server_context(cert_path, key_path)
             self.port.channel_bindings = {"tls-server-end-point": tls.end_point_hash(cert_path)}
+            self._certificate = (cert_path, key_path)
         except (OSError, ValueError, ssl.SSLError) as e:
             raise StartError(f"cannot use the certificate {cert_path} with key {key_path}: {e}") from None
 
-    async def _decoy_secret(self) -> bytes:
-        """The server's secret for decoy SCRAM salts; kept in storage so a restart does not change them."""
+    async def _stored_secret(self, name: str) -> bytes:
+        """A secret of the server's (decoy SCRAM salts, dialback keys); kept in storage so a restart does not
+        change it."""
         documents = self.storage.documents("server-secret")
-        secret = await documents.get(self.domain, "scram-decoy")
+        secret = await documents.get(self.domain, name)
         if secret is None:
             secret = os.urandom(32)
-            await documents.set(self.domain, "scram-decoy", secret)
+            await documents.set(self.domain, name, secret)
         return secret
+
+    def _s2s_connection(self) -> s2s.InboundConnection:
+        assert self.federation is not None  # listeners start after it is made
+        return s2s.InboundConnection(self.federation)
+
+    async def _route_remote(self, event: StanzaEvent) -> bool | None:
+        return await self.federation.route(event) if self.federation is not None else None
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._setup_tls()
         await self.storage.open()
         self.port.settings = dataclasses.replace(
-            self.port.settings, decoy_secret=await self._decoy_secret(), decoy_iterations=self.config[S.SCRAM_ITERATIONS]
+            self.port.settings, decoy_secret=await self._stored_secret("scram-decoy"), decoy_iterations=self.config[S.SCRAM_ITERATIONS]
         )
         for name in self.config[S.MODULES]:
             load_module(self.ctx, name)
         if any(c["privileges"] for c in self.config[S.COMPONENTS]):
             load_module(self.ctx, "privilege")  # granted in the configuration, so wanted without a second line
         self.port.settings = dataclasses.replace(self.port.settings, pre_bind=frozenset(self.ctx.pre_bind))
+        if self.config[s2s.ENABLED]:
+            self.federation = s2s.build(
+                self.config, self.router, self.tasks, await self._stored_secret("dialback"), *self._certificate
+            )
         self.events.check()
         # Before the first connection: what modules compute here (e.g. the caps hash) is in every stream's features.
         await self.events.fire_all(E.SERVER_STARTED, ServerEvent())
@@ -217,6 +236,8 @@ class Server:
         """Close every stream with system-shutdown, let the sessions' last writes finish, then storage."""
         log.info("event=stopping")
         self.listeners.stop()
+        if self.federation is not None:
+            self.federation.close_all()
         await self.events.fire_all(E.SERVER_STOPPING, ServerEvent())
         for session in list(self.sessions):
             session.close(StreamError("system-shutdown", "the server is shutting down"))

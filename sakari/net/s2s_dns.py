@@ -1,0 +1,103 @@
+"""Where a remote domain's XMPP server is: the static host map, then DNS (RFC 6120 §3.2, XEP-0368).
+
+``_xmpps-server._tcp`` (direct TLS) and ``_xmpp-server._tcp`` (STARTTLS)
+SRV records are merged and tried in priority order, weighted at random
+within a priority (RFC 2782), direct TLS first among equals (XEP-0368 §3);
+a domain with neither is tried itself on port 5269. A lone "." target
+means the domain offers no such service (RFC 2782).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.resolver
+
+log = logging.getLogger("sakari.s2s")
+
+DEFAULT_PORT = 5269
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    host: str
+    port: int
+    direct_tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SrvRecord:
+    priority: int
+    weight: int
+    target: Target
+
+
+def parse_host_map(table: dict[str, str]) -> dict[str, Target]:
+    """``{"example.org": "192.0.2.1:5269"}`` → targets; raises ValueError naming a bad entry."""
+    out: dict[str, Target] = {}
+    for domain, where in table.items():
+        host, sep, port_text = where.rpartition(":")
+        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"{domain} = {where!r}: give \"address:port\"")
+        out[domain.lower()] = Target(host.strip("[]"), int(port_text))
+    return out
+
+
+def order(records: Iterable[SrvRecord], rng: random.Random | None = None) -> list[Target]:
+    """RFC 2782 order: by priority, then by weighted random draw within a priority."""
+    rng = rng or random.Random()
+    by_priority: dict[int, list[SrvRecord]] = {}
+    for r in records:
+        by_priority.setdefault(r.priority, []).append(r)
+    out: list[Target] = []
+    for priority in sorted(by_priority):
+        # Direct TLS first among equals (XEP-0368 §3): it saves a round trip.
+        group = sorted(by_priority[priority], key=lambda r: not r.target.direct_tls)
+        while group:
+            total = sum(r.weight for r in group)
+            pick = rng.uniform(0, total) if total else 0
+            chosen = group[0]
+            for r in group:
+                pick -= r.weight
+                if pick <= 0:
+                    chosen = r
+                    break
+            group.remove(chosen)
+            out.append(chosen.target)
+    return out
+
+
+class Resolver:
+    def __init__(self, host_map: dict[str, Target], timeout: float, nameservers: list[str] | None = None) -> None:
+        self.host_map = host_map
+        self._dns = dns.asyncresolver.Resolver()
+        if nameservers:
+            self._dns.nameservers = nameservers
+        self._dns.lifetime = timeout
+
+    async def targets(self, domain: str) -> list[Target]:
+        mapped = self.host_map.get(domain)
+        if mapped is not None:
+            return [mapped]
+        records: list[SrvRecord] = []
+        refused = False
+        for service, direct_tls in (("_xmpps-server._tcp.", True), ("_xmpp-server._tcp.", False)):
+            try:
+                answer = await self._dns.resolve(service + domain, "SRV")
+            except dns.exception.DNSException as e:
+                log.debug("event=srv-lookup-failed service=%s domain=%s reason=%s", service, domain, e.__class__.__name__)
+                continue
+            for r in answer:
+                if r.target == dns.name.root:
+                    refused = True
+                    continue
+                records.append(SrvRecord(r.priority, r.weight, Target(r.target.to_text(omit_final_dot=True), r.port, direct_tls)))
+        if records:
+            return order(records)
+        return [] if refused else [Target(domain, DEFAULT_PORT)]
