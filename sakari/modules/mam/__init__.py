@@ -17,7 +17,6 @@ Writes are batched off the delivery path (archiver.py): delivery never waits for
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Coroutine
 from types import CoroutineType
@@ -28,10 +27,11 @@ from sakari.core import events as E
 from sakari.core.events import ServerEvent, StanzaEvent
 from sakari.core.modules import ModuleAPI
 from sakari.modules.mam.archiver import Archiver
-from sakari.modules.mam.query import NS_FULLTEXT, Query, fin, form_fields, parse_query, precise_stamp, result_message
+from sakari.modules.mam.query import NS_FULLTEXT, form_fields, parse_query, precise_stamp
 from sakari.modules.mam.rules import NS_MAM, NS_SID, Prefs, body_of, claims_archive, load_prefs, parse_prefs, stamped, worth_keeping
+from sakari.modules.mam.serve import find_page, send_page
 from sakari.modules.util import payload, refuse
-from sakari.storage.base import ArchiveEntry, ArchivePage
+from sakari.storage.base import ArchiveEntry
 from sakari.xml import fragment
 from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError
@@ -152,36 +152,15 @@ def setup(mod: ModuleAPI) -> None:
         return None
 
     # --- queries -----------------------------------------------------------------------
-    async def page_for(owner: str, q: Query) -> ArchivePage:
-        await archiver.written()  # what was just delivered is found
-        for id in q.named:
-            if await store.get(owner, id) is None:
-                raise StanzaError("item-not-found", f"no archived message has the id {id!r}")
-        try:
-            page = await store.query(
-                owner,
-                with_jid=q.with_jid, start=q.start, end=q.end, after_id=q.after_id, before_id=q.before_id,
-                ids=q.ids, text=q.text, limit=q.limit, reverse=q.reverse, count=q.count_only,
-            )
-        except ValueError:
-            raise StanzaError("item-not-found", "an id in the query is not one of this archive's") from None
-        if page.count is None and page.complete and q.after_id is None and q.before_id is None:
-            page = dataclasses.replace(page, count=len(page.items))  # the whole result is on this page
-        return page
-
     async def query(event: StanzaEvent) -> Element:
         session = event.origin
         if session is None:
             raise StanzaError("not-allowed", "only a client queries its archive")
         q = parse_query(payload(event), mod.option(MAX_RESULTS))
         owner = event.to_jid.bare.text
-        page = await page_for(owner, q)
-        to = event.from_jid.text
-        for item in reversed(page.items) if q.flip else page.items:
-            if not await session.drained():  # a big page goes at the client's pace
-                break
-            session.send(result_message(item, to, owner, q.queryid))
-        return fin(page, q)
+        await archiver.written()  # what was just delivered is found
+        page = await find_page(store, owner, q)
+        return await send_page(session, page, q, event.from_jid.text, owner)
 
     def fields(event: StanzaEvent) -> Element:
         return form_fields()

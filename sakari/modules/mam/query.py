@@ -9,6 +9,7 @@ unfiltered results for filtered ones.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sakari.jid import JIDError, parse_jid
@@ -66,12 +67,14 @@ def _single(var: str, field: Element) -> str:
     return values[0]
 
 
-def _with(text: str) -> str:
+def _with(text: str, occupants: bool) -> str:
     try:
         jid = parse_jid(text.strip())
     except JIDError as e:
         raise StanzaError("jid-malformed", e.text) from None
-    # The archive knows contacts by bare JID: a full JID filters by its account, as a bare one would.
+    if occupants:
+        return str(jid)  # a room's archive knows senders by room/nick
+    # A user's archive knows contacts by bare JID: a full JID filters by its account, as a bare one would.
     return str(jid.bare)
 
 
@@ -83,7 +86,7 @@ def _earlier(a: str | None, b: str | None) -> str | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def _form(x: Element) -> dict[str, object]:
+def _form(x: Element, occupants: bool) -> dict[str, object]:
     found: dict[str, object] = {}
     for field in x.find_all("field", NS_DATA):
         var = field.attrs.get("var", "")
@@ -91,7 +94,7 @@ def _form(x: Element) -> dict[str, object]:
             if _single(var, field) != NS_MAM:
                 raise StanzaError("bad-request", f"FORM_TYPE must be {NS_MAM}")
         elif var == "with":
-            found["with_jid"] = _with(_single(var, field))
+            found["with_jid"] = _with(_single(var, field), occupants)
         elif var in ("start", "end"):
             found[var] = parse_time(_single(var, field))
         elif var in ("after-id", "before-id"):
@@ -110,10 +113,11 @@ def _form(x: Element) -> dict[str, object]:
     return found
 
 
-def parse_query(query: Element, max_results: int) -> Query:
-    """A query element (``<query xmlns='urn:xmpp:mam:2'/>``) as a Query; StanzaError when malformed."""
+def parse_query(query: Element, max_results: int, occupants: bool = False) -> Query:
+    """A query element (``<query xmlns='urn:xmpp:mam:2'/>``) as a Query; StanzaError when malformed.
+    ``occupants``: the archive is a room's, whose 'with' is an occupant (room@service/nick)."""
     x = query.find("x", NS_DATA)
-    found = _form(x) if x is not None else {}
+    found = _form(x, occupants) if x is not None else {}
     form_after, form_before = found.pop("after_id", None), found.pop("before_id", None)
     rsm = query.find("set", NS_RSM)
     limit, rsm_after, rsm_before, reverse = max_results, None, None, False
@@ -172,15 +176,19 @@ def precise_stamp(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def result_message(item: ArchiveItem, to: str, archive: str, queryid: str | None) -> Element:
-    """One archived message as a query result (XEP-0313 §4.2), forwarded (XEP-0297) with its time."""
+def result_message(
+    item: ArchiveItem, to: str, archive: str, queryid: str | None, shown: Callable[[Element], Element] | None = None
+) -> Element:
+    """One archived message as a query result (XEP-0313 §4.2), forwarded (XEP-0297) with its time;
+    ``shown`` gives what of the stored stanza this querier may see (a room hides real JIDs)."""
     message = Element("message", attrs={"to": to, "from": archive})
     result = message.add("result", NS_MAM, {"id": item.id})
     if queryid is not None:
         result.attrs["queryid"] = queryid
     forwarded = result.add("forwarded", NS_FORWARD)
     forwarded.add("delay", NS_DELAY, {"stamp": precise_stamp(item.timestamp)})
-    forwarded.append(fragment.load(item.stanza))
+    stanza = fragment.load(item.stanza)
+    forwarded.append(stanza if shown is None else shown(stanza))
     return message
 
 
