@@ -67,8 +67,10 @@ class Account:
 class SakariServer:
     """One ``sakari serve`` process; restartable on the same ports and data dir."""
 
-    def __init__(self, data_dir: Path, config: str | None = None, name: str = "sakari"):
+    def __init__(self, data_dir: Path, config: str | None = None, name: str = "sakari", domain: str = DOMAIN, host: str = HOST):
         self.name = name
+        self.domain = domain  # servers of their own domain and loopback address: federation tests
+        self.host = host
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path: Path | None = None
@@ -87,8 +89,8 @@ class SakariServer:
         args = [
             "serve",
             "--data-dir", str(self.data_dir),
-            "--domain", DOMAIN,
-            "--bind", HOST,
+            "--domain", self.domain,
+            "--bind", self.host,
             "--c2s-port", str(self.c2s_port),
             "--c2s-tls-port", str(self.c2s_tls_port),
             "--http-port", str(self.http_port),
@@ -181,10 +183,10 @@ class SakariServer:
         accounts = []
         for _ in range(n):
             self._next_account += 1
-            accounts.append(Account(f"user{self._next_account:03d}@{DOMAIN}", "pw-" + secrets.token_urlsafe(9)))
+            accounts.append(Account(f"user{self._next_account:03d}@{self.domain}", "pw-" + secrets.token_urlsafe(9)))
         listing = self.data_dir.parent / f"{self.data_dir.name}-accounts-{self._next_account}.txt"
         listing.write_text("".join(f"{a.jid} {a.password}\n" for a in accounts))
-        result = run_cli("user", "add", "--from-file", str(listing), "--data-dir", str(self.data_dir))
+        result = run_cli("user", "add", "--from-file", str(listing), "--data-dir", str(self.data_dir), "--domain", self.domain)
         if result.returncode != 0:
             raise RuntimeError(
                 f"'sakari user add --from-file' failed ({result.returncode}):\n{result.stdout}{result.stderr}"

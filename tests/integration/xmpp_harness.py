@@ -29,7 +29,7 @@ from slixmpp.util.sasl.mechanisms import SCRAM
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher.base import MatcherBase
 
-from sakari_process import DOMAIN, HOST, Account, SakariServer
+from sakari_process import DOMAIN, Account, SakariServer
 
 #: Safety net on every wait for an event. Events normally arrive in milliseconds.
 WAIT = 10.0
@@ -501,7 +501,7 @@ async def login(
     xmpp.add_event_handler("connection_failed", lambda err: settle("connection_failed", err))
 
     port = server.c2s_tls_port if direct_tls else server.c2s_port
-    xmpp.connect(HOST, port)
+    xmpp.connect(server.host, port)
     try:
         reason, detail = await asyncio.wait_for(outcome, WAIT)
     except (TimeoutError, asyncio.TimeoutError):
