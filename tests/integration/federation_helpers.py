@@ -1,0 +1,155 @@
+"""Federation test tools: a test CA made with cryptography, and a raw server-to-server stream.
+
+Each federating server has its own domain and its own loopback address
+(127.0.0.2, 127.0.0.3…), so addresses, certificates and domains are those of
+separate machines while the traffic stays on this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import re
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+NS_SERVER = "jabber:server"
+NS_DIALBACK = "jabber:server:dialback"
+WAIT = 10.0
+
+
+class TestCA:
+    """A certificate authority of the test session; peers that load ``path`` trust what it issues."""
+
+    __test__ = False  # a helper, not a test class
+
+    def __init__(self, directory: Path, name: str = "Sakari federation test CA") -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.path = directory / "ca.pem"
+        self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, domain: str) -> tuple[Path, Path]:
+        """A server certificate for ``domain`` (a DNS-ID, RFC 6125), usable for TLS servers and clients."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_path, key_path = self.directory / f"{domain}.crt", self.directory / f"{domain}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+        return cert_path, key_path
+
+
+def toml_table(entries: dict[str, str]) -> str:
+    return "{ " + ", ".join(f'"{k}" = "{v}"' for k, v in entries.items()) + " }"
+
+
+class RawServerStream:
+    """A server-to-server stream written by hand: what a misbehaving or lying server would send."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, frm: str, to: str) -> None:
+        self.reader, self.writer = reader, writer
+        self.frm, self.to = frm, to
+        self.received = ""
+
+    @classmethod
+    async def connect(cls, host: str, port: int, frm: str, to: str) -> RawServerStream:
+        reader, writer = await asyncio.open_connection(host, port)
+        stream = cls(reader, writer, frm, to)
+        stream.open()
+        return stream
+
+    def open(self) -> None:
+        self.send(
+            f"<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' xmlns:stream='http://etherx.jabber.org/streams'"
+            f" xmlns:db='{NS_DIALBACK}' from='{self.frm}' to='{self.to}' version='1.0'>"
+        )
+
+    def send(self, text: str) -> None:
+        self.writer.write(text.encode())
+
+    async def read_until(self, pattern: str, timeout: float = WAIT) -> str:
+        """Read until ``pattern`` (a regex) is in what arrived since the last match; returns that text."""
+        async def read() -> str:
+            while not (m := re.search(pattern, self.received, re.S)):
+                data = await self.reader.read(65536)
+                if not data:
+                    raise AssertionError(f"the stream ended before {pattern!r}; received {self.received[-600:]!r}")
+                self.received += data.decode()
+            seen, self.received = self.received[: m.end()], self.received[m.end():]
+            return seen
+
+        return await asyncio.wait_for(read(), timeout)
+
+    async def starttls(self, cert: tuple[Path, Path] | None = None) -> None:
+        await self.read_until(r"</stream:features>")
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        await self.read_until(r"<proceed[^>]*/>")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if cert is not None:
+            ctx.load_cert_chain(*cert)
+        await self.writer.start_tls(ctx, server_hostname=self.to)
+        self.open()
+
+    async def sasl_external(self) -> str:
+        """Authenticate with the certificate; returns the features that answered (to look at them)."""
+        features = await self.read_until(r"</stream:features>")
+        self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{base64.b64encode(self.frm.encode()).decode()}</auth>")
+        await self.read_until(r"<success[^>]*/>")
+        self.open()
+        await self.read_until(r"</stream:features>|<stream:features/>")
+        return features
+
+    async def stream_error(self) -> str:
+        text = await self.read_until(r"</stream:error>")
+        found = re.search(r"<stream:error><([a-z-]+)", text)
+        assert found, text
+        return found.group(1)
+
+    def close(self) -> None:
+        self.writer.close()
