@@ -60,8 +60,10 @@ def test_each_bad_key_of_a_component_is_named_with_its_table_and_line() -> None:
     assert found[1:] == [
         "sakari.toml:7: [[components]] number 2: 'secret' must be a string, not 4",
         "sakari.toml:8: [[components]] number 2: unknown key 'sercet' (there are: domain, secret, name, privileges)",
-        "sakari.toml:9: [[components]] number 2: 'privileges' roster must be one of none, get, set, both "
-        "(got {'roster': 'all'})",
+        (
+            "sakari.toml:9: [[components]] number 2: 'privileges' roster must be one of none, get, set, both "
+            "(got {'roster': 'all'})"
+        ),
         "sakari.toml:10: [[components]] number 3: 'secret' is required",
     ]
 
