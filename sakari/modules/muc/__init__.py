@@ -2,7 +2,10 @@
 
 With XEP-0249 direct invitations (clients send them; the room sends both
 kinds with a mediated one), XEP-0359 stanza ids by the room, XEP-0421
-occupant ids, XEP-0410 self-ping, and the legacy ``<history/>`` on entering.
+occupant ids, XEP-0410 self-ping, the legacy ``<history/>`` on entering,
+XEP-0313 archives of persistent rooms (``archive.py``), XEP-0424/0425
+retraction and moderation (``retract.py``), vCard room avatars (XEP-0054,
+XEP-0153) and XEP-0191 block lists applied to what occupants receive.
 The room logic is sans-IO (``room.py``, ``admin.py``, ``forms.py``); the
 service (``service.py``) does the routing, storage and fan-out.
 """
@@ -15,6 +18,7 @@ from sakari.config import declare, non_negative, one_of, positive
 from sakari.core import events as E
 from sakari.core.events import ServerEvent, SessionEvent
 from sakari.core.modules import ModuleAPI
+from sakari.modules.mam import MAX_RESULTS as MAM_MAX_RESULTS
 from sakari.modules.muc.room import Limits
 from sakari.modules.muc.service import SERVICE_FEATURES, MucService, Policy
 
@@ -45,6 +49,12 @@ MAX_HISTORY = declare(
     "muc.max_history", 100, "Most messages a room may keep to show newcomers (muc#maxhistoryfetch).", non_negative
 )
 DEFAULT_HISTORY = declare("muc.default_history", 20, "Messages a new room keeps to show newcomers.", non_negative)
+PRESENCES_ON_JOIN = declare(
+    "muc.presences_on_join", 200,
+    "Most occupant presences a newcomer gets on entering a bigger room: moderators first, then the others"
+    " in the order they came. Bounds the flood one join causes in a large room. 0: all of them.",
+    non_negative,
+)
 LOCK_NEW_ROOMS = declare(
     "muc.lock_new_rooms", True,
     "A new room stays closed to others until its owner accepts or submits the configuration (XEP-0045 §10.1).",
@@ -56,7 +66,8 @@ def setup(mod: ModuleAPI) -> None:
     secrets_store = mod.storage.keyvalue("muc_secret")
     for host in mod.hosts.user_domains():
         domain = f"{mod.option(SUBDOMAIN, host=host)}.{host}"
-        limits = Limits(mod.option(MAX_OCCUPANTS, host=host), mod.option(MAX_HISTORY, host=host))
+        limits = Limits(mod.option(MAX_OCCUPANTS, host=host), mod.option(MAX_HISTORY, host=host),
+                        mod.option(PRESENCES_ON_JOIN, host=host))
         policy = Policy(
             create_rooms=mod.option(CREATE_ROOMS, host=host),
             max_rooms_per_user=mod.option(MAX_ROOMS_PER_USER, host=host),
@@ -64,6 +75,7 @@ def setup(mod: ModuleAPI) -> None:
             lock_new_rooms=mod.option(LOCK_NEW_ROOMS, host=host),
             default_history=min(mod.option(DEFAULT_HISTORY, host=host), limits.max_history),
             limits=limits,
+            max_results=mod.option(MAM_MAX_RESULTS, host=host),
         )
         service = MucService(mod, domain, policy, b"")
         name = mod.option(NAME, host=host)
@@ -83,7 +95,7 @@ def setup(mod: ModuleAPI) -> None:
 
     async def stop(event: ServerEvent) -> None:
         for service in services:
-            await service.save_history()
+            await service.archive.writer.written()
 
     async def session_closed(event: SessionEvent) -> None:
         for service in services:

@@ -174,8 +174,8 @@ def apply_config(
     return new, owners, admins
 
 
-def info_form(config: RoomConfig, occupants: int, subject: str) -> Element:
-    """muc#roominfo, appended to a room's disco#info (XEP-0128)."""
+def info_form(config: RoomConfig, occupants: int, subject: str, avatar_hash: str = "") -> Element:
+    """muc#roominfo, appended to a room's disco#info (XEP-0128); with the avatar's hash when it has one."""
     form = Form(FORM_INFO, type_="result")
     form.field("muc#roomconfig_roomname", "text-single", "Name", [config.name])
     form.field("muc#roominfo_description", "text-single", "Description", [config.description])
@@ -187,6 +187,8 @@ def info_form(config: RoomConfig, occupants: int, subject: str) -> Element:
     form.field("muc#roomconfig_allowpm", "list-single", "Who may send private messages", [config.allow_pm])
     form.field("muc#maxhistoryfetch", "text-single", "Messages of history sent on entering",
                [str(config.history_length)])
+    if avatar_hash:
+        form.field("muc#roominfo_avatarhash", "text-multi", "Avatar hash", [avatar_hash])
     return form.el
 
 

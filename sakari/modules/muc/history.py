@@ -6,7 +6,7 @@ import datetime
 from collections import deque
 from dataclasses import dataclass
 
-from sakari.modules.muc.model import NS_DELAY
+from sakari.modules.muc.model import NS_DELAY, NS_SID
 from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError
 
@@ -37,7 +37,7 @@ def _parse_stamp(text: str) -> float:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def _stamp(when: float) -> str:
+def stamp(when: float) -> str:
     moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -68,7 +68,7 @@ class History:
             return
         kept = message.shallow_copy()
         kept.children = list(message.children)
-        kept.add("delay", NS_DELAY, {"from": room, "stamp": _stamp(when)})
+        kept.add("delay", NS_DELAY, {"from": room, "stamp": stamp(when)})
         self.entries.append(_Entry(kept, when))
         while len(self.entries) > length:
             self.entries.popleft()
@@ -92,5 +92,27 @@ class History:
         chosen.reverse()
         return chosen
 
-    def restore(self, stanzas: list[tuple[Element, float]]) -> None:
-        self.entries = deque(_Entry(s, w) for s, w in stanzas)
+    def restore(self, stanzas: list[tuple[Element, float]], length: int, room: str) -> None:
+        """The newest of a room's archived messages (oldest first, as stored: without a delay)."""
+        self.entries.clear()
+        for stanza, when in stanzas:
+            self.add(stanza, when, length, room)
+
+    def find(self, stanza_id: str) -> Element | None:
+        for entry in self.entries:
+            if stanza_id_of(entry.stanza) == stanza_id:
+                return entry.stanza
+        return None
+
+    def replace(self, stanza_id: str, stanza: Element) -> None:
+        """A retracted message's tombstone in its place (XEP-0424 §5), so newcomers no longer get it."""
+        for entry in self.entries:
+            if stanza_id_of(entry.stanza) == stanza_id:
+                entry.stanza = stanza
+                entry._chars = None
+
+
+def stanza_id_of(message: Element) -> str | None:
+    """The id the room gave a message (XEP-0359; foreign ones were dropped on the way in)."""
+    found = message.find("stanza-id", NS_SID)
+    return found.attrs.get("id") if found is not None else None

@@ -26,6 +26,10 @@ NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"  # XEP-0421
 NS_DELAY = "urn:xmpp:delay"
 NS_SELF_PING = "http://jabber.org/protocol/muc#self-ping-optimization"  # XEP-0410
 NS_STABLE_ID = "http://jabber.org/protocol/muc#stable_id"
+NS_VCARD = "vcard-temp"
+NS_VCARD_UPDATE = "vcard-temp:x:update"
+NS_RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
+NS_MODERATE = "urn:xmpp:message-moderate:1"  # XEP-0425
 
 ROLES = ("moderator", "participant", "visitor", "none")
 AFFILIATIONS = ("owner", "admin", "member", "none", "outcast")

@@ -42,6 +42,7 @@ class Out:
 
     stanza: Element
     to: list[JID]
+    sender: JID | None = None  # an occupant's message: its real bare JID, for the recipients' block lists
 
 
 @dataclass(slots=True)
@@ -58,6 +59,7 @@ class Change:
 class Limits:
     max_users: int  # the service's ceiling on occupants per room
     max_history: int
+    join_presences: int = 0  # most occupant presences a newcomer gets on entering; 0: all of them
 
 
 class Room:
@@ -83,6 +85,8 @@ class Room:
         self.subject_from = ""  # the nick that set it ("" for the room)
         self.history = History()
         self.locked = False  # a new room waits for its owner's configuration (XEP-0045 §10.1)
+        self.vcard: bytes | None = None  # the room's vCard (XEP-0054) as set by an owner
+        self.avatar_hash = ""  # SHA-1 of the photo in that vCard, when it has one
         self.destroyed = False
         self._recipients: list[JID] | None = None  # every occupant's real JIDs, rebuilt after a change
         # Told when a real JID enters or leaves, so the service knows whom to take out when a session ends.
@@ -230,9 +234,8 @@ class Room:
         self.on_enter(real, self)
         self.changed()
         sees = self.sees_jids(occupant.role)
-        for other in self.occupants.values():
-            if other is not occupant and other.role in self.config.presence_broadcast:
-                outs.append(Out(self.presence_of(other, sees), [real]))
+        for other in self.present_on_entering(occupant):
+            outs.append(Out(self.presence_of(other, sees), [real]))
         codes: tuple[str, ...] = ()
         if creating:
             codes += (M.CREATED,)
@@ -249,7 +252,26 @@ class Room:
         for stanza in self.history.select(limits, now):
             outs.append(Out(stanza, [real]))
         outs.append(Out(self.subject_message(), [real]))
+        if self.avatar_hash:
+            outs.append(Out(self.avatar_presence(), [real]))
         return outs
+
+    def present_on_entering(self, newcomer: Occupant) -> list[Occupant]:
+        """The occupants whose presence a newcomer gets. In a room above ``join_presences`` occupants, only
+        that many: moderators first, then the others in the order they came, as ejabberd does for its
+        overcrowded rooms, so that one join does not send thousands of stanzas to one client."""
+        shown = [o for o in self.occupants.values() if o is not newcomer and o.role in self.config.presence_broadcast]
+        cap = self.limits.join_presences
+        if cap and len(shown) > cap:
+            shown.sort(key=lambda o: o.role != "moderator")  # stable: arrival order within each group
+            del shown[cap:]
+        return shown
+
+    def avatar_presence(self) -> Element:
+        """The room's own presence with its avatar's hash (vcard-temp:x:update, as clients read room avatars)."""
+        presence = Element("presence", attrs={"from": self.jid.text})
+        presence.add("x", M.NS_VCARD_UPDATE).add("photo", text=self.avatar_hash)
+        return presence
 
     def subject_message(self) -> Element:
         sender = self.occupant_jid(self.subject_from).text if self.subject_from else self.jid.text
@@ -323,7 +345,8 @@ class Room:
             return self.set_subject(occupant, message, subject.text)
         if occupant.role == "visitor" or occupant.role == "none":
             raise StanzaError("forbidden", "You have no voice in this moderated room")
-        if self.config.encrypted_only and body is not None and not _encrypted(message):
+        retraction = message.find("retract", M.NS_RETRACT) is not None  # its body is only a fallback text
+        if self.config.encrypted_only and body is not None and not retraction and not _encrypted(message):
             raise StanzaError("not-acceptable", "This room accepts only end-to-end encrypted messages")
         occupant.last_jid = real
         out = Element("message", attrs={"from": self.occupant_jid(occupant.nick).text, "type": "groupchat"})
@@ -336,7 +359,7 @@ class Room:
         out.add("occupant-id", M.NS_OCCUPANT_ID, {"id": occupant.occupant_id})
         if body is not None:
             self.history.add(out, now, self.config.history_length, self.jid.text)
-        return [Out(out, self.recipients())]
+        return [Out(out, self.recipients(), real.bare)]
 
     def set_subject(self, occupant: Occupant, message: Element, text: str) -> list[Out]:
         allowed = occupant.role == "moderator" or (self.config.change_subject and occupant.role == "participant")

@@ -9,6 +9,9 @@ with its own ``to`` spliced in after the element name.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import secrets
 import time
@@ -18,8 +21,11 @@ from typing import Any
 from sakari.core.events import StanzaEvent
 from sakari.core.modules import ModuleAPI
 from sakari.jid import JID, parse_jid
-from sakari.modules.muc import admin, forms
+from sakari.modules.blocking import matches
+from sakari.modules.mam.query import form_fields
+from sakari.modules.muc import admin, forms, retract
 from sakari.modules.muc import model as M
+from sakari.modules.muc.archive import NS_MAM, RoomArchive
 from sakari.modules.muc.model import Affiliation, RoomConfig
 from sakari.modules.muc.room import Limits, Out, Room
 from sakari.xml import fragment
@@ -30,7 +36,6 @@ NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 NS_PING = "urn:xmpp:ping"
 NS_UNIQUE = f"{M.NS_MUC}#unique"
-NS_VCARD = "vcard-temp"
 USER_NODE = "x-roomuser-item"  # XEP-0045 §7.12: one's registered nick
 
 SERVICE_FEATURES = {M.NS_MUC, NS_UNIQUE, M.NS_SELF_PING, M.NS_OCCUPANT_ID, M.NS_STABLE_ID}
@@ -46,6 +51,7 @@ class Policy:
     lock_new_rooms: bool
     default_history: int
     limits: Limits
+    max_results: int = 100  # the largest page of a room's archive (mam.max_results)
 
 
 class MucService:
@@ -60,12 +66,15 @@ class MucService:
         self.joins: dict[JID, tuple[float, float]] = {}  # bare JID → (join allowance, when it was counted)
         self.room_store = mod.storage.map("muc_rooms")  # owner: the service domain; key: the room's name
         self.affiliation_store = mod.storage.map("muc_affiliations")  # owner: the room's bare JID
-        self.history_store = mod.storage.keyvalue("muc_history")  # owner: the room's bare JID
+        self.vcard_store = mod.storage.keyvalue("muc_vcard")  # owner: the room's bare JID
+        self.blocklists = mod.storage.blocklist  # cached: peek answers without I/O
+        self.archive = RoomArchive(mod.storage.archive("muc_mam"), mod.spawn)
 
     # --- rooms ------------------------------------------------------------------------------
     def new_room(self, name: str, config: RoomConfig) -> Room:
+        # The room's stanza-ids are archive ids, so the id occupants see is the one they page by.
         room = Room(JID(name, self.domain), config, self.policy.limits, self.mod.is_admin, self.secret,
-                    lambda: secrets.token_urlsafe(12))
+                    self.archive.new_id)
         room.on_enter = self._entered
         room.on_exit = self._exited
         self.rooms[name] = room
@@ -89,9 +98,11 @@ class MucService:
             room.subject, room.subject_from = saved.get("subject", ""), saved.get("subject_from", "")
             for bare, entry in (await self.affiliation_store.items(room.jid.text)).items():
                 room.affiliations[parse_jid(bare)] = Affiliation.load(entry)
-            history = await self.history_store.get(room.jid.text)
-            if history:
-                room.history.restore([(fragment.load(s.encode()), w) for s, w in json.loads(history)])
+            length = room.config.history_length
+            room.history.restore(await self.archive.recent(room, length), length, room.jid.text)
+            room.vcard = await self.vcard_store.get(room.jid.text)
+            if room.vcard is not None:
+                room.avatar_hash = _photo_hash(fragment.load(room.vcard))
 
     async def save(self, room: Room, affiliations: list[JID] | None = None) -> None:
         """Write a persistent room (and the affiliations that changed; None: all of them)."""
@@ -104,13 +115,6 @@ class MucService:
             entry = room.affiliations.get(bare)
             await self.affiliation_store.set(room.jid.text, bare.text, entry.dump() if entry is not None else None)
 
-    async def save_history(self) -> None:
-        """At shutdown: the legacy history of persistent rooms, so newcomers after a restart see it."""
-        for room in self.rooms.values():
-            if room.config.persistent and not room.destroyed:
-                entries = [(fragment.dump(s.stanza).decode(), s.when) for s in room.history.entries]
-                await self.history_store.set(room.jid.text, json.dumps(entries).encode() if entries else None)
-
     async def forget(self, room: Room) -> None:
         """A destroyed room, or an empty temporary one: gone from memory and storage."""
         if self.rooms.get(room.jid.local) is room:
@@ -118,7 +122,8 @@ class MucService:
         room.destroyed = True
         await self.room_store.set(self.domain, room.jid.local, None)
         await self.affiliation_store.clear(room.jid.text)
-        await self.history_store.set(room.jid.text, None)
+        await self.vcard_store.set(room.jid.text, None)
+        await self.archive.clear(room)
 
     async def close_if_empty(self, room: Room) -> None:
         if not room.occupants and not room.config.persistent and not room.destroyed:
@@ -133,6 +138,8 @@ class MucService:
         remote: list[tuple[Element, JID]] = []
         for out in outs:
             stanza, recipients = out.stanza, out.to
+            if out.sender is not None:
+                recipients = await self.unblocked(out.sender, recipients)
             head = tail = b""
             if len(recipients) > 1:
                 text = stanza.serialize()
@@ -149,6 +156,23 @@ class MucService:
                 # else: a local resource that is gone; session/closed takes it out of the room
         for copy, jid in remote:
             await self.router.route(copy, parse_jid(copy.attrs["from"]), jid)
+
+    async def unblocked(self, sender: JID, recipients: list[JID]) -> list[JID]:
+        """XEP-0191 in rooms, as Prosody does: who blocked an occupant gets none of its messages. Block
+        lists are cached; one not cached yet (rare: entering loads it) is read first."""
+        peek = self.blocklists.peek
+        has_accounts = self.router.hosts.has_accounts
+        kept: list[JID] = []
+        for jid in recipients:
+            if not has_accounts(jid.domain):
+                kept.append(jid)
+                continue
+            blocked = peek(jid.bare.text)
+            if blocked is None:
+                blocked = await self.blocklists.get(jid.bare.text)
+            if not blocked or not matches(blocked, sender):
+                kept.append(jid)
+        return kept
 
     # --- the service handler --------------------------------------------------------------------------
     async def handle(self, event: StanzaEvent) -> Any:
@@ -203,6 +227,9 @@ class MucService:
                 await self.deliver(room.change_nick(real, to.resource, stanza))
             return
         self.count_join(real.bare)
+        if self.router.hosts.has_accounts(real.domain):
+            await self.blocklists.get(real.bare.text)  # cached now, so fan-out to this occupant peeks
+        room = self.rooms.get(to.local)  # again: the room may have come or gone while the list loaded
         creating = room is None or room.destroyed
         if creating:
             room = self.create(real, to.local, locked=stanza.find("x", M.NS_MUC) is not None)
@@ -261,10 +288,7 @@ class MucService:
             await self.deliver(room.private_message(real, to.resource, stanza))
             return
         if mtype == "groupchat":
-            subject = room.subject, room.subject_from
-            await self.deliver(room.groupchat(real, stanza, time.time()))
-            if (room.subject, room.subject_from) != subject:
-                await self.save(room, [])
+            await self.groupchat(room, real, stanza)
             return
         x = stanza.find("x", M.NS_USER)
         if x is not None and x.find("invite") is not None:
@@ -280,6 +304,72 @@ class MucService:
             await self.deliver(admin.voice_form(room, real, form))
             return
         raise StanzaError("bad-request", "Send groupchat messages to the room, or chat to an occupant")
+
+    async def groupchat(self, room: Room, real: JID, stanza: Element) -> None:
+        """A message to everyone: relayed, archived, and for a retraction (XEP-0424) the original's tombstone."""
+        retraction = stanza.find("retract", M.NS_RETRACT)
+        retracted = None
+        if retraction is not None:
+            retracted = retraction.attrs.get("id", "")
+            original = await self.original(room, retracted)
+            if original is None:
+                raise StanzaError("item-not-found", "This room has no message with that id")
+            retract.check_own(room, real, original)
+        subject = room.subject, room.subject_from
+        now = time.time()
+        outs = room.groupchat(real, stanza, now)
+        await self.deliver(outs)
+        if (room.subject, room.subject_from) != subject:
+            await self.save(room, [])
+        message = outs[0].stanza
+        if room.config.persistent and (message.find("body") is not None or retraction is not None):
+            self.archive.keep(room, message, real.bare)
+        if retracted is not None:
+            await self.tombstone(room, retracted, now, None)
+
+    async def original(self, room: Room, stanza_id: str) -> Element | None:
+        """A message of the room by its stanza-id: in the recent history, else in the archive."""
+        found = room.history.find(stanza_id)
+        if found is None and room.config.persistent:
+            found = await self.archive.original(room, stanza_id)
+        return found
+
+    async def tombstone(self, room: Room, stanza_id: str, now: float, moderation: Element | None) -> None:
+        kept = room.history.find(stanza_id)
+        if kept is not None:
+            room.history.replace(stanza_id, retract.tombstone(kept, now, moderation))
+        if room.config.persistent:
+            stored = await self.archive.original(room, stanza_id)
+            if stored is not None:
+                await self.archive.replace(room, stanza_id, retract.tombstone(stored, now, moderation))
+
+    async def moderate(self, room: Room, real: JID, request: Element) -> None:
+        """XEP-0425: a moderator retracts a message: announced to everyone, archived, tombstoned."""
+        stanza_id = request.attrs.get("id", "")
+        out, moderation = retract.moderate(room, real, request)
+        if not stanza_id or await self.original(room, stanza_id) is None:
+            raise StanzaError("item-not-found", "This room has no message with that id")
+        now = time.time()
+        await self.deliver([out])
+        if room.config.persistent:
+            self.archive.keep(room, out.stanza, None)
+        await self.tombstone(room, stanza_id, now, moderation)
+
+    async def vcard(self, room: Room, real: JID, vcard: Element, get: bool) -> Element | None:
+        """The room's vCard (XEP-0054), whose photo is its avatar: anyone reads it, owners set it; occupants
+        learn the new avatar's hash from the room's presence (vcard-temp:x:update)."""
+        if get:
+            return fragment.load(room.vcard) if room.vcard is not None else Element("vCard", M.NS_VCARD)
+        if room.affiliation(real.bare) != "owner":
+            raise StanzaError("forbidden", "Only owners set the room's vCard")
+        avatar_hash = _photo_hash(vcard)
+        room.vcard = fragment.dump(vcard) if vcard.children else None
+        room.avatar_hash = avatar_hash
+        if room.config.persistent:
+            await self.vcard_store.set(room.jid.text, room.vcard)
+        presence = room.avatar_presence()
+        await self.deliver([Out(presence, room.recipients())])
+        return None
 
     # --- iq ---------------------------------------------------------------------------------------------------
     def service_iq(self, event: StanzaEvent) -> bool | None:
@@ -315,6 +405,18 @@ class MucService:
             answer = Element("query", NS_DISCO_ITEMS)  # occupants stay private (XEP-0045 §6.5 allows it)
         elif ns == NS_PING and get:
             answer = None
+        elif ns == NS_MAM and child.name == "query":
+            if get:
+                answer = form_fields()
+            elif not room.config.persistent:
+                raise StanzaError("feature-not-implemented", "Only persistent rooms keep an archive")
+            else:
+                answer = await self.archive.query(event, room, child, self.policy.max_results)
+        elif ns == M.NS_MODERATE and child.name == "moderate" and not get:
+            await self.moderate(room, real, child)
+            answer = None
+        elif ns == M.NS_VCARD and child.name == "vCard":
+            answer = await self.vcard(room, real, child, get)
         elif ns == M.NS_OWNER:
             answer = await self.owner_iq(room, real, child, get)
         elif ns == M.NS_ADMIN:
@@ -427,7 +529,7 @@ class MucService:
         query.add("identity", attrs={"category": "conference", "type": "text", "name": config.name or room.jid.local})
         flags = [
             M.NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, M.NS_REGISTER, M.NS_REQUEST, M.NS_SID, M.NS_OCCUPANT_ID,
-            M.NS_SELF_PING, M.NS_STABLE_ID, NS_PING,
+            M.NS_SELF_PING, M.NS_STABLE_ID, NS_PING, M.NS_RETRACT, M.NS_MODERATE, M.NS_VCARD,
             "muc_public" if config.public else "muc_hidden",
             "muc_persistent" if config.persistent else "muc_temporary",
             "muc_membersonly" if config.members_only else "muc_open",
@@ -435,9 +537,11 @@ class MucService:
             "muc_nonanonymous" if config.non_anonymous else "muc_semianonymous",
             "muc_passwordprotected" if config.password else "muc_unsecured",
         ]
+        if config.persistent:
+            flags.append(NS_MAM)  # temporary rooms keep nothing beyond their recent history
         for var in sorted(flags):
             query.add("feature", attrs={"var": var})
-        query.append(forms.info_form(config, len(room.occupants), room.subject))
+        query.append(forms.info_form(config, len(room.occupants), room.subject, room.avatar_hash))
         return query
 
     async def occupant_iq(self, event: StanzaEvent, room: Room) -> None:
@@ -456,7 +560,7 @@ class MucService:
             raise StanzaError("item-not-found", "No such occupant")
         if not M.may_send_pm(room.config.allow_pm, sender.role):
             raise StanzaError("forbidden", "Private exchanges are not allowed in this room")
-        to = target.bare if child is not None and child.ns == NS_VCARD else target.jid
+        to = target.bare if child is not None and child.ns == M.NS_VCARD else target.jid
         # Awaited apart from the sender's stanzas: two clients that query each other at once (caps, as
         # profanity does on entering) would otherwise each wait on the other until the timeout.
         self.mod.spawn(self.forward_iq(event, to, room.occupant_jid(sender.nick)))
@@ -480,6 +584,19 @@ class MucService:
             if real in room.by_jid:
                 await self.deliver(room.leave(real))
                 await self.close_if_empty(room)
+
+
+def _photo_hash(vcard: Element) -> str:
+    """XEP-0153 §4: the SHA-1 of the photo's bytes, hex; "" for a vCard without a photo."""
+    photo = vcard.find("PHOTO", M.NS_VCARD)
+    binval = photo.child_text("BINVAL", M.NS_VCARD) if photo is not None else None
+    if not binval:
+        return ""
+    try:
+        data = base64.b64decode("".join(binval.split()), validate=True)
+    except binascii.Error:
+        raise StanzaError("bad-request", "The photo's BINVAL is not base64") from None
+    return hashlib.sha1(data).hexdigest()
 
 
 def _kick_text(stanza: Element) -> str:
