@@ -571,10 +571,18 @@ class Link:
         self._fail("remote-server-not-found", f"{self.remote} cannot be reached ({why})")
 
     async def _try(self, target: Target) -> str | None:
+        why = f"{target.host} has no address"
+        for address in await self.fed.resolver.addresses(target.host):
+            why = await self._try_address(target, address)
+            if why is None:
+                return None
+        return why
+
+    async def _try_address(self, target: Target, address: str) -> str | None:
         ctx = self.fed.client_ssl if target.direct_tls else None
         try:
             await self.loop.create_connection(
-                lambda: OutboundConnection(self, target.direct_tls), target.host, target.port,
+                lambda: OutboundConnection(self, target.direct_tls), address, target.port,
                 ssl=ctx, server_hostname=self.remote if ctx is not None else None,
                 ssl_handshake_timeout=self.fed.limits.connect_timeout if ctx is not None else None,
             )

@@ -9,6 +9,7 @@ means the domain offers no such service (RFC 2782).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 from collections.abc import Iterable
@@ -101,3 +102,20 @@ class Resolver:
         if records:
             return order(records)
         return [] if refused else [Target(domain, DEFAULT_PORT)]
+
+    async def addresses(self, host: str) -> list[str]:
+        """The IPv6 and IPv4 addresses of a target, asked of the same DNS servers as its SRV record; a literal
+        address is itself. None found: the host name itself, for the system's resolver (e.g. /etc/hosts)."""
+        try:
+            ipaddress.ip_address(host)
+            return [host]
+        except ValueError:
+            pass
+        found: list[str] = []
+        for rdtype in ("AAAA", "A"):
+            try:
+                answer = await self._dns.resolve(host, rdtype)
+            except dns.exception.DNSException:
+                continue
+            found.extend(r.to_text() for r in answer)
+        return found or [host]
