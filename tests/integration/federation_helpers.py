@@ -11,8 +11,18 @@ import asyncio
 import base64
 import datetime
 import re
+import shlex
+import socket
 import ssl
+import threading
 from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -153,3 +163,59 @@ class RawServerStream:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class TestDNS:
+    """A DNS server for the tests' own domains (UDP, dnspython): SRV and A records, NXDOMAIN for the rest.
+
+    Sakari asks it through ``s2s.nameservers``; Prosody through a resolv.conf of
+    its own (see :func:`in_own_resolver`), so both find each other by SRV
+    records as on the Internet.
+    """
+
+    __test__ = False
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._records: dict[str, list[tuple[str, str]]] = {}  # name → [(type, rdata)]
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((address, 53))
+        self._thread = threading.Thread(target=self._serve, name="test-dns", daemon=True)
+
+    def add(self, name: str, rdtype: str, rdata: str) -> None:
+        self._records.setdefault(dns.name.from_text(name).to_text(), []).append((rdtype, rdata))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, peer = self._sock.recvfrom(4096)
+            except OSError:
+                return  # closed
+            try:
+                query = dns.message.from_wire(data)
+            except dns.exception.DNSException:
+                continue
+            response = dns.message.make_response(query)
+            question = query.question[0]
+            records = self._records.get(question.name.to_text())
+            if records is None:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            else:
+                wanted = dns.rdatatype.to_text(question.rdtype)
+                rdatas = [r for t, r in records if t == wanted]
+                if rdatas:
+                    response.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", wanted, rdatas))
+            self._sock.sendto(response.to_wire(), peer)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def in_own_resolver(resolv_conf: Path, command: list[str]) -> list[str]:
+    """``command`` in a mount namespace of its own where /etc/resolv.conf is ``resolv_conf``: a peer that reads
+    the system's resolver configuration (Prosody) asks the test's DNS server, and nothing else changes."""
+    quoted = " ".join(shlex.quote(c) for c in command)
+    return ["unshare", "--mount", "sh", "-c", f"mount --bind {shlex.quote(str(resolv_conf))} /etc/resolv.conf && exec {quoted}"]
