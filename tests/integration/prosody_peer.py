@@ -24,7 +24,9 @@ def available() -> bool:
 
 
 class ProsodyPeer:
-    def __init__(self, workdir: Path, domain: str, host: str, cert: tuple[Path, Path], ca_file: Path, resolv_conf: Path) -> None:
+    def __init__(
+        self, workdir: Path, domain: str, host: str, cert: tuple[Path, Path], ca_file: Path, resolv_conf: Path, extra: str = ""
+    ) -> None:
         self.name = "prosody"
         self.workdir = workdir
         self.domain = domain
@@ -57,6 +59,7 @@ authentication = "internal_hashed"
 storage = "internal"
 modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping" }}
 ssl = {{ certificate = "{cert[0]}"; key = "{cert[1]}"; cafile = "{ca_file}"; }}
+{extra}
 VirtualHost "{domain}"
 """)
 

@@ -1,8 +1,10 @@
 """Federation with Prosody (the Debian package): both find each other by DNS SRV records, both trust the test CA.
 
 sakari.test is Sakari on 127.0.0.8, prosody.test is Prosody on 127.0.0.9; a
-DNS server of the test on 127.0.0.7 answers for both. Each is started once
-for the module.
+DNS server of the test on 127.0.0.7 answers for both. db.sakari.test
+(127.0.0.10) keeps Sakari's self-signed certificate, which Prosody accepts
+for that domain with dialback only (s2s_insecure_domains). Each is started
+once for the module.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ pytestmark = [
     pytest.mark.skipif(not available(), reason="Prosody (Debian package) and unshare are needed"),
 ]
 
-SAKARI, PROSODY = "sakari.test", "prosody.test"
-SAKARI_HOST, PROSODY_HOST, DNS_HOST = "127.0.0.8", "127.0.0.9", "127.0.0.7"
+SAKARI, PROSODY, DIALBACK = "sakari.test", "prosody.test", "db.sakari.test"
+SAKARI_HOST, PROSODY_HOST, DNS_HOST, DIALBACK_HOST = "127.0.0.8", "127.0.0.9", "127.0.0.7", "127.0.0.10"
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +31,16 @@ def pair(tmp_path_factory):
     work = tmp_path_factory.mktemp("prosody-federation")
     ca = TestCA(work / "ca")
     sakari = SakariServer(work / "sakari" / "data", name=SAKARI, domain=SAKARI, host=SAKARI_HOST)
+    selfsigned = SakariServer(work / "dialback" / "data", name=DIALBACK, domain=DIALBACK, host=DIALBACK_HOST)
     resolv = work / "resolv.conf"
     resolv.write_text(f"nameserver {DNS_HOST}\n")
-    prosody = ProsodyPeer(work / "prosody", PROSODY, PROSODY_HOST, ca.issue(PROSODY), ca.path, resolv)
+    prosody = ProsodyPeer(
+        work / "prosody", PROSODY, PROSODY_HOST, ca.issue(PROSODY), ca.path, resolv, f's2s_insecure_domains = {{ "{DIALBACK}" }}'
+    )
     dns_server = TestDNS(DNS_HOST)
-    for domain, host, port in ((SAKARI, SAKARI_HOST, sakari.s2s_port), (PROSODY, PROSODY_HOST, prosody.s2s_port)):
+    peers = ((SAKARI, SAKARI_HOST, sakari.s2s_port), (PROSODY, PROSODY_HOST, prosody.s2s_port),
+             (DIALBACK, DIALBACK_HOST, selfsigned.s2s_port))
+    for domain, host, port in peers:
         dns_server.add(f"_xmpp-server._tcp.{domain}.", "SRV", f"0 5 {port} {domain}.")
         dns_server.add(f"{domain}.", "A", host)
     dns_server.start()
@@ -42,16 +49,20 @@ def pair(tmp_path_factory):
     sakari.config_path.write_text(
         f'[s2s]\nnameservers = ["{DNS_HOST}"]\nca_file = "{ca.path}"\n[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
     )
-    _servers.append(sakari)
+    selfsigned.config_path = work / "dialback.toml"
+    selfsigned.config_path.write_text(f'[s2s]\nnameservers = ["{DNS_HOST}"]\nca_file = "{ca.path}"\n')
     try:
-        sakari.fill_pool(6)
-        sakari.start()
+        for srv in (sakari, selfsigned):
+            _servers.append(srv)
+            srv.fill_pool(4)
+            srv.start()
         prosody.start()
-        yield sakari, prosody
+        yield sakari, prosody, selfsigned
     finally:
         prosody.stop()
-        sakari.ensure_stopped()
-        _servers.remove(sakari)
+        for srv in (sakari, selfsigned):
+            srv.ensure_stopped()
+            _servers.remove(srv)
         dns_server.close()
 
 
@@ -69,10 +80,7 @@ async def clients():
         client.abort()
 
 
-async def test_prosody_and_sakari_users_subscribe_to_each_other_and_chat_both_ways(pair, clients) -> None:
-    sakari, prosody = pair
-    alice = await clients(sakari, sakari.new_account())
-    paul = await clients(prosody, prosody.new_account())
+async def subscribe_and_chat(prosody: ProsodyPeer, alice, paul) -> None:
     try:
         await befriend(alice, paul)
         await alice.expect(is_presence(sender=paul.jid))
@@ -83,7 +91,24 @@ async def test_prosody_and_sakari_users_subscribe_to_each_other_and_chat_both_wa
         await alice.expect(is_message(body="hello Sakari", sender=paul.jid))
     except AssertionError as e:
         raise AssertionError(f"{e}\n--- prosody log ---\n{prosody.log_tail()}") from None
+
+
+async def test_prosody_and_sakari_users_subscribe_to_each_other_and_chat_both_ways(pair, clients) -> None:
+    sakari, prosody, _ = pair
+    alice = await clients(sakari, sakari.new_account())
+    paul = await clients(prosody, prosody.new_account())
+    await subscribe_and_chat(prosody, alice, paul)
     # Both directions authenticated by certificates, each verified by the other side.
     for direction in ("in", "out"):
         assert any(f"direction={direction} local={SAKARI} remote={PROSODY} method=EXTERNAL" in line for line in sakari.log)
     assert prosody.log_has(f"Accepting SASL EXTERNAL identity from {SAKARI}")
+
+
+async def test_a_sakari_without_a_verifiable_certificate_reaches_prosody_by_dialback(pair, clients) -> None:
+    _, prosody, selfsigned = pair
+    dora = await clients(selfsigned, selfsigned.new_account())
+    paul = await clients(prosody, prosody.new_account())
+    await subscribe_and_chat(prosody, dora, paul)
+    # Sakari's streams to Prosody prove db.sakari.test by dialback, Prosody asking Sakari whether the key is its own.
+    assert any(f"direction=out local={DIALBACK} remote={PROSODY} method=dialback" in line for line in selfsigned.log)
+    assert prosody.log_has(f"{DIALBACK}->{PROSODY} is now authenticated for {DIALBACK}")
