@@ -54,6 +54,18 @@ class StreamError(Exception):
         return el
 
 
+# XEP-0086 legacy error codes. Deprecated, yet some clients still read only them: profanity publishes its
+# first OMEMO device list only when fetching the missing one fails with code 404.
+LEGACY_CODES = {
+    "bad-request": "400", "conflict": "409", "feature-not-implemented": "501", "forbidden": "403", "gone": "302",
+    "internal-server-error": "500", "item-not-found": "404", "jid-malformed": "400", "not-acceptable": "406",
+    "not-allowed": "405", "not-authorized": "401", "payment-required": "402", "recipient-unavailable": "404",
+    "redirect": "302", "registration-required": "407", "remote-server-not-found": "404",
+    "remote-server-timeout": "504", "resource-constraint": "500", "service-unavailable": "503",
+    "subscription-required": "407", "undefined-condition": "500", "unexpected-request": "400",
+}
+
+
 class StanzaError(Exception):
     """Raised by a handler; the core answers the sender with the matching error stanza."""
 
@@ -68,6 +80,9 @@ class StanzaError(Exception):
 
     def to_element(self, by: str | None = None) -> Element:
         attrs = {"type": self.type}
+        code = LEGACY_CODES.get(self.condition)
+        if code is not None:
+            attrs["code"] = code
         if by:
             attrs["by"] = by
         el = Element("error", NS.CLIENT, attrs)
