@@ -26,6 +26,8 @@ pytestmark = pytest.mark.asyncio
 
 A, B, C, D = "a.sakari.test", "b.sakari.test", "c.sakari.test", "d.sakari.test"
 CONNECT_TIMEOUT = 3.0  # a.sakari.test's s2s.connect_timeout: how long a blackholed domain may take to bounce
+IDLE_TIMEOUT = 3.0  # a.sakari.test's s2s.idle_timeout
+MAX_PER_DOMAIN = 2  # a.sakari.test's s2s.max_inbound_per_domain
 
 
 def _closed_port(host: str) -> int:
@@ -73,7 +75,10 @@ def peers(tmp_path_factory, ca, blackhole):
             cert, key = ca.issue(domain)
             lines += [f'ca_file = "{ca.path}"', "[tls]", f'certificate = "{cert}"', f'key = "{key}"']
         if domain == A:
-            lines.insert(1, f"connect_timeout = {CONNECT_TIMEOUT}")
+            lines[1:1] = [
+                f"connect_timeout = {CONNECT_TIMEOUT}", f"idle_timeout = {IDLE_TIMEOUT}",
+                f"max_inbound_per_domain = {MAX_PER_DOMAIN}", 'deny = ["denied.test"]',
+            ]
         assert srv.config_path is None
         srv.config_path = srv.data_dir.parent / "config.toml"
         srv.config_path.write_text("\n".join(lines) + "\n")
@@ -218,3 +223,43 @@ async def test_a_stanza_for_a_domain_not_served_here_is_refused(peers, ca) -> No
         assert await raw.stream_error() == "host-unknown"
     finally:
         raw.close()
+
+
+async def test_a_denied_domain_gets_nothing_and_the_sender_is_told(peers, clients) -> None:
+    alice = await clients(peers[A])
+    alice.message("someone@denied.test", "hello?")
+    bounce = await alice.expect(is_message_error(sender="someone@denied.test"))
+    assert error_condition(bounce) == "not-allowed"
+    assert not logged(peers[A], "remote=denied.test")  # no connection was even tried
+
+
+async def test_an_idle_stream_gets_whitespace_keepalives_then_is_closed(peers, ca) -> None:
+    raw = await RawServerStream.connect(peers[A].host, peers[A].s2s_port, frm=B, to=A)
+    try:
+        await raw.starttls(cert=ca.issue(B))
+        await raw.sasl_external()
+        await raw.read_until(r"^\s+$", timeout=IDLE_TIMEOUT)  # keepalive = 1 s: whitespace, nothing else
+        await raw.read_until(r"</stream:stream>", timeout=IDLE_TIMEOUT + 2)
+    finally:
+        raw.close()
+
+
+async def test_connections_per_remote_domain_are_limited(peers, ca) -> None:
+    domain = "e.sakari.test"  # a domain of its own, so no other test's connections count
+    cert = ca.issue(domain)
+    streams = []
+    try:
+        for _ in range(MAX_PER_DOMAIN):
+            raw = await RawServerStream.connect(peers[A].host, peers[A].s2s_port, frm=domain, to=A)
+            streams.append(raw)
+            await raw.starttls(cert=cert)
+            await raw.sasl_external()
+        extra = await RawServerStream.connect(peers[A].host, peers[A].s2s_port, frm=domain, to=A)
+        streams.append(extra)
+        await extra.starttls(cert=cert)
+        assert "EXTERNAL" in await extra.read_until(r"</stream:features>")  # the certificate is fine; the number is not
+        extra.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        assert await extra.stream_error() == "resource-constraint"
+    finally:
+        for raw in streams:
+            raw.close()
