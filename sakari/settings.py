@@ -46,7 +46,9 @@ COMPONENT_PORT = declare(
     "[[components]] are configured. 0 disables.",
     port,
 )
-S2S_PORT = declare("network.s2s_port", 5269, "Server-to-server port for federation; reserved until federation is enabled.", port)
+S2S_PORT = declare(
+    "network.s2s_port", 5269, "Server-to-server connections (federation, RFC 6120) while s2s.enabled. 0: no incoming ones.", port
+)
 
 def _domain(value: Any) -> str | None:
     try:
