@@ -571,7 +571,7 @@ class Link:
         self._fail("remote-server-not-found", f"{self.remote} cannot be reached ({why})")
 
     async def _try(self, target: Target) -> str | None:
-        why = f"{target.host} has no address"
+        why = "no address"
         for address in await self.fed.resolver.addresses(target.host):
             why = await self._try_address(target, address)
             if why is None:
@@ -587,7 +587,7 @@ class Link:
                 ssl_handshake_timeout=self.fed.limits.connect_timeout if ctx is not None else None,
             )
         except (OSError, ssl.SSLError) as e:
-            return f"{target.host}:{target.port} {e.__class__.__name__}"
+            return e.__class__.__name__  # no address in logs (README): the domain is in the log line
         assert self.conn is not None
         conn = self.conn
         why = await conn.up
