@@ -394,3 +394,68 @@ def test_the_form_round_trips_and_refuses_bad_values():
     with pytest.raises(StanzaError) as excinfo:
         forms.apply_config(RoomConfig(), {"muc#roomconfig_passwordprotectedroom": ["1"]}, 10, 50)
     assert condition(excinfo) == "not-acceptable"
+
+
+def test_members_of_a_members_only_non_anonymous_room_see_who_else_is_a_member_for_omemo():
+    room = make_room(members_only=True, whois="anyone")
+    ask = Element("query", M.NS_ADMIN)
+    ask.add("item", attrs={"affiliation": "owner"})
+    listed = admin.admin_list(room, MEMBER, ask)  # not in the room
+    assert [i.attrs["jid"] for i in listed.find_all("item")] == [OWNER.bare.text]
+    banned = Element("query", M.NS_ADMIN)
+    banned.add("item", attrs={"affiliation": "outcast"})
+    with pytest.raises(StanzaError):
+        admin.admin_list(room, MEMBER, banned)
+    with pytest.raises(StanzaError):
+        admin.admin_list(make_room(members_only=True), MEMBER, ask)
+
+
+def test_a_newcomer_to_a_large_room_gets_moderators_then_the_first_comers():
+    room = make_room()
+    room.limits.join_presences = 2
+    for real, nick in ((GUEST, "guest"), (MEMBER, "member"), (OWNER, "owner")):
+        join(room, real, nick)
+    newcomer = parse_jid("new@example.org/x")
+    outs = join(room, newcomer, "new")
+    others = [o.stanza.attrs["from"] for o in outs if o.stanza.name == "presence" and o.to == [newcomer]
+              and M.SELF not in codes(o.stanza)]
+    assert others == [f"{ROOM.text}/owner", f"{ROOM.text}/guest"]
+
+
+def test_only_the_sender_retracts_and_only_moderators_moderate_leaving_tombstones():
+    from sakari.modules.muc import retract
+
+    room = make_room()
+    join(room, OWNER, "owner")
+    join(room, GUEST, "guest")
+    join(room, MEMBER, "member")
+    [out] = room.groupchat(GUEST, groupchat("oops"), now=1.0)
+    original = room.history.find("id0")
+    assert original is not None and out.sender == GUEST.bare
+    with pytest.raises(StanzaError) as excinfo:
+        retract.check_own(room, MEMBER, original)
+    assert condition(excinfo) == "forbidden"
+    retract.check_own(room, GUEST, original)
+    request = Element("moderate", M.NS_MODERATE, {"id": "id0"})
+    request.add("retract", M.NS_RETRACT)
+    request.add("reason", text="spam")
+    with pytest.raises(StanzaError) as excinfo:
+        retract.moderate(room, GUEST, request)
+    assert condition(excinfo) == "forbidden"
+    announce, moderation = retract.moderate(room, OWNER, request)
+    assert announce.stanza.attrs["from"] == ROOM.text and set(announce.to) == {OWNER, GUEST, MEMBER}
+    stone = retract.tombstone(original, 2.0, moderation)
+    assert stone.find("body") is None and stone.find("stanza-id", M.NS_SID).attrs["id"] == "id0"
+    retracted = stone.find("retracted", M.NS_RETRACT)
+    assert retracted.find("moderated", M.NS_MODERATE).attrs["by"] == f"{ROOM.text}/owner"
+    assert retracted.child_text("reason") == "spam"
+    room.history.replace("id0", stone)
+    assert room.history.find("id0").find("body") is None
+
+
+def test_a_retraction_passes_an_encrypted_only_room_though_its_fallback_is_plain():
+    room = make_room(encrypted_only=True)
+    join(room, GUEST, "guest")
+    retraction = groupchat("This person attempted to retract a previous message")
+    retraction.add("retract", M.NS_RETRACT, {"id": "id0"})
+    assert room.groupchat(GUEST, retraction, now=1.0)

@@ -140,8 +140,12 @@ def admin_list(room: Room, real: JID, query: Element) -> Element:
         wanted = item.attrs["affiliation"]
         if wanted not in M.AFFILIATIONS or wanted == "none":
             raise StanzaError("bad-request", f"No list of {wanted}")
-        may = actor_aff in ("owner", "admin") or (
-            wanted == "member" and occupant is not None and occupant.role in room.config.get_member_list
+        may = (
+            actor_aff in ("owner", "admin")
+            or (wanted == "member" and occupant is not None and occupant.role in room.config.get_member_list)
+            # OMEMO group chat: a members-only room with real JIDs shows its members who else is in it
+            # (owners and admins too), in the room or not, so that their clients encrypt for everyone.
+            or (room.config.members_only and room.config.non_anonymous and actor_aff == "member" and wanted != "outcast")
         )
         if not may:
             raise StanzaError("forbidden", "You may not see this list")
