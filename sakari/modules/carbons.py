@@ -9,8 +9,8 @@
   outbound filter of the receiving one; a resource that gets the message itself by the delivery
   rules (RFC 6121 §8.5) gets no copy.
 
-The filters are added to the sessions of an account only once one of its resources enables carbons,
-so accounts without carbons pay nothing per stanza.
+The filters are added to a session only once another resource of its account enables carbons, so
+accounts without carbons, or with a single resource, pay nothing per stanza.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ class Carbons:
             return None
         self.router.mark(session, FLAG)
         for other in self.mod.sessions.sessions_of(session.bare):
-            self.add_filters(other)
+            if other is not session or self.wanted_elsewhere(session):
+                self.add_filters(other)
         return True
 
     def disable(self, event: StanzaEvent) -> bool | None:
@@ -90,8 +91,13 @@ class Carbons:
 
     def session_bound(self, event: SessionEvent) -> None:
         session = event.session
-        if any(FLAG in r.flags for r in self.router.resources(session.bare)):
+        if self.wanted_elsewhere(session):
             self.add_filters(session)
+
+    def wanted_elsewhere(self, session: Session) -> bool:
+        """Whether another resource of the account wants carbons: only then does this session need the
+        filters (a phone alone with carbons on costs nothing per message)."""
+        return any(FLAG in r.flags and r.session is not session for r in self.router.resources(session.bare))
 
     def add_filters(self, session: Session) -> None:
         if PROP not in session.props:

@@ -172,3 +172,18 @@ async def test_headline_messages_are_not_copied(carbons_server, session_for):
     contact.message(phone.jid, "barrier")
     await laptop.expect(is_carbon("received", "barrier", account.jid))
     assert len(carbons_in(laptop)) == 1
+
+
+async def test_a_resource_that_logs_in_later_has_its_chats_copied_to_those_that_enabled(carbons_server, session_for):
+    xmpp = session_for(carbons_server)
+    account, contact_account = xmpp.account(), xmpp.account()
+    phone = await xmpp.login(account, resource="phone")
+    await enable_carbons(phone)  # alone: nothing to copy yet
+    laptop = await xmpp.login(account, resource="laptop")  # an old client that never enables carbons
+    contact = await xmpp.login(contact_account)
+    contact.message(laptop.jid, "to the laptop")
+    await laptop.expect_message("to the laptop")
+    await phone.expect(is_carbon("received", "to the laptop", account.jid))
+    laptop.message(contact.bare, "from the laptop")
+    await phone.expect(is_carbon("sent", "from the laptop", account.jid))
+    assert carbons_in(laptop) == []
