@@ -68,9 +68,9 @@ class HandledCountTooHigh(Exception):
 class AckState:
     """One session's counters and unacknowledged stanzas (sans-IO)."""
 
-    __slots__ = ("handled", "acked", "queue", "watchers", "resume_id", "awaiting_ack", "ack_scheduled")
+    __slots__ = ("handled", "acked", "queue", "watchers", "resume_id", "awaiting_ack", "ack_scheduled", "max_queue")
 
-    def __init__(self, resume_id: str | None) -> None:
+    def __init__(self, resume_id: str | None, max_queue: int = 500) -> None:
         self.handled = 0  # stanzas received from the client
         self.acked = 0  # stanzas of ours the client acknowledged
         self.queue: deque[tuple[Element, float]] = deque()  # unacknowledged, with when they were first sent
@@ -78,6 +78,7 @@ class AckState:
         self.resume_id = resume_id
         self.awaiting_ack = False
         self.ack_scheduled = False
+        self.max_queue = max_queue
 
     @property
     def sent(self) -> int:
@@ -171,7 +172,7 @@ class StreamManagement:
             session.send_unfiltered(bytes(failed("unexpected-request", text="stream management is already enabled")))
             return
         resume = element.attrs.get("resume") in ("true", "1")
-        state = AckState(secrets.token_urlsafe(18) if resume else None)
+        state = AckState(secrets.token_urlsafe(18) if resume else None, self.mod.option(MAX_QUEUE, host=session.host))
         session.props[PROP] = state
         session.inbound.add(self.count_inbound, FILTER_PRIORITY)
         session.outbound.add(self.count_outbound, FILTER_PRIORITY)
@@ -192,8 +193,9 @@ class StreamManagement:
 
     def count_outbound(self, session: Session, stanza: Element) -> Element:
         state: AckState = session.props[PROP]
-        state.queued(stanza)
-        if len(state.queue) > self.mod.option(MAX_QUEUE):
+        queue = state.queue
+        queue.append((stanza, time.time()))  # as AckState.queued, inlined: once per stanza
+        if len(queue) > state.max_queue:
             session.close(StreamError("policy-violation", "too many unacknowledged stanzas"))
         elif session.connection is not None and not state.awaiting_ack and not state.ack_scheduled:
             # One <r/> after whatever this turn of the loop sends, not one per stanza.
