@@ -10,6 +10,7 @@ run to run, which wall-clock time on a shared machine does not:
     python -m bench.hotpath --messages 20000            # µs per message (noisy)
     python -m bench.hotpath --callgrind                 # instructions per message (exact)
     python -m bench.hotpath --callgrind --modules smacks,carbons,csi   # with modules beyond the default ones
+    python -m bench.hotpath --callgrind --modules smacks,carbons --mobile  # clients using them
     py-spy record -o /tmp/hot.svg -- python -m bench.hotpath --messages 200000
 """
 
@@ -43,11 +44,19 @@ class FakeTransport(asyncio.Transport):
         self.written = 0
         self.chunks: list[bytes] = []
         self.keep = False
+        self.acks_to: C2SConnection | None = None  # a client with stream management: answer <r/> there
+        self.handled = 0
 
     def write(self, data: bytes) -> None:  # type: ignore[override]
         self.written += len(data)
         if self.keep:
             self.chunks.append(bytes(data))
+        if self.acks_to is not None:
+            # Only plain stanzas reach this client after it enabled stream management: count them as it would.
+            self.handled += data.count(b"<message ") + data.count(b"<iq ") + data.count(b"<presence")
+            if b"<r xmlns='urn:xmpp:sm:3'/>" in data:
+                ack = b"<a xmlns='urn:xmpp:sm:3' h='%d'/>" % self.handled
+                asyncio.get_running_loop().call_soon(self.acks_to.data_received, ack)
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -71,7 +80,7 @@ class FakeTransport(asyncio.Transport):
         return default
 
 
-async def bound_client(server: Server, user: str) -> tuple[C2SConnection, FakeTransport]:
+async def bound_client(server: Server, user: str, mobile: bool = False) -> tuple[C2SConnection, FakeTransport]:
     conn = C2SConnection(server.port, direct_tls=False)
     transport = FakeTransport()
     conn.connection_made(transport)
@@ -90,10 +99,20 @@ async def bound_client(server: Server, user: str) -> tuple[C2SConnection, FakeTr
         if time.monotonic() > deadline:
             raise SystemExit(f"{user} did not become available")
         await asyncio.sleep(0.001)  # the roster is loaded on the storage thread
+    if mobile:
+        # As phones do: stream management with acks, and carbons. Counting starts with what is written
+        # after <enable/>, so what is still queued from before goes out first.
+        while conn._flush_scheduled:
+            await asyncio.sleep(0)
+        transport.acks_to = conn
+        conn.data_received(
+            b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+            b"<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>"
+        )
     return conn, transport
 
 
-async def run(messages: int, chunk: int, quiet: bool, modules: list[str]) -> None:
+async def run(messages: int, chunk: int, quiet: bool, modules: list[str], mobile: bool) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         config = Config({
             "data_dir": data_dir, "network.c2s_port": 0, "network.c2s_tls_port": 0, "network.http_port": 0,
@@ -102,8 +121,8 @@ async def run(messages: int, chunk: int, quiet: bool, modules: list[str]) -> Non
         })
         server = Server(config)
         await server.start()
-        a, _ = await bound_client(server, "a")
-        b, b_out = await bound_client(server, "b")
+        a, _ = await bound_client(server, "a", mobile)
+        b, b_out = await bound_client(server, "b", mobile)
         body = b"<message to='b@localhost/r' type='chat' id='m%d'><body>Hello there, how are you today?</body></message>"
         batch = b"".join(body % i for i in range(chunk))
         start_bytes = b_out.written
@@ -124,13 +143,14 @@ async def run(messages: int, chunk: int, quiet: bool, modules: list[str]) -> Non
               f"({expected / elapsed:,.0f} messages/s on one core, no sockets)")
 
 
-def instructions(messages: int, chunk: int, modules: list[str]) -> float:
+def instructions(messages: int, chunk: int, modules: list[str], mobile: bool) -> float:
     """Instructions per message under callgrind: two runs, so that start-up cost cancels out."""
     counts = []
     for n in (messages, 3 * messages):
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.hotpath",
-             "--messages", str(n), "--chunk", str(chunk), "--quiet", *(["--modules", ",".join(modules)] if modules else [])],
+             "--messages", str(n), "--chunk", str(chunk), "--quiet",
+             *(["--modules", ",".join(modules)] if modules else []), *(["--mobile"] if mobile else [])],
             capture_output=True, text=True, check=True,
             env={**os.environ, "PYTHONHASHSEED": "0"},  # string hashing is randomized per process otherwise
         ).stderr
@@ -147,17 +167,19 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=4, help="messages per read, as they arrive from a socket")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--modules", default="", help="modules to load besides the default ones, comma-separated")
+    ap.add_argument("--mobile", action="store_true", help="clients enable stream management (and ack) and carbons; "
+                    "needs --modules smacks,carbons")
     ap.add_argument("--callgrind", action="store_true", help="count instructions per message (needs valgrind)")
     args = ap.parse_args()
     modules = [m for m in args.modules.split(",") if m]
     if args.callgrind:
-        print(f"{instructions(min(args.messages, 2000), args.chunk, modules):,.0f} instructions per message")
+        print(f"{instructions(min(args.messages, 2000), args.chunk, modules, args.mobile):,.0f} instructions per message")
         return
     try:
         import uvloop
-        uvloop.run(run(args.messages, args.chunk, args.quiet, modules))
+        uvloop.run(run(args.messages, args.chunk, args.quiet, modules, args.mobile))
     except ImportError:
-        asyncio.run(run(args.messages, args.chunk, args.quiet, modules))
+        asyncio.run(run(args.messages, args.chunk, args.quiet, modules, args.mobile))
 
 
 if __name__ == "__main__":
