@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import logging
 import os
 import signal
@@ -24,7 +25,7 @@ from sakari.core.tasks import Tasks
 from sakari.credentials import Credentials
 from sakari.errors import StartError
 from sakari.jid import JIDError, parse_jid, prep_domain
-from sakari.net import control, s2s, tls
+from sakari.net import certificates, control, local_ca, s2s, tls
 from sakari.net.bosh import BoshEndpoint
 from sakari.net.c2s import C2SConnection, release_idle_parsers
 from sakari.net.component import ComponentConnection, ComponentPort
@@ -41,6 +42,7 @@ from sakari.xml.errors import StreamError
 
 log = logging.getLogger("sakari.server")
 
+CERTIFICATE_CHECK = 12 * 3600.0  # seconds between renewals of the local CA's certificate and expiry warnings
 SHUTDOWN_GRACE = 5.0  # seconds for clients to take their </stream:stream> and for last writes
 DISABLED_STORE = "disabled"  # accounts an administrator disabled (XEP-0133): their logins fail as a wrong password's
 
@@ -107,6 +109,7 @@ class Server:
                 send_stall_timeout=config[S.SEND_STALL_TIMEOUT],
             ),
             pre_bind=self.ctx.pre_bind,
+            pre_auth=self.ctx.pre_auth,
         )
         self.listeners.declare(Listener("c2s", S.C2S_PORT, lambda: C2SConnection(self.port, False)))
         self.listeners.declare(Listener("c2s-tls", S.C2S_TLS_PORT, lambda: C2SConnection(self.port, True), direct_tls=True))
@@ -126,6 +129,9 @@ class Server:
             self.listeners.declare(Listener("component", S.COMPONENT_PORT, lambda: ComponentConnection(self.component_port)))
         self.federation: s2s.Federation | None = None  # made at start, with the stored dialback secret
         self._certificate = (Path(), Path())  # the certificate and key in use, once _setup_tls found them
+        self._chosen: certificates.ServerCertificate | None = None
+        self.ca_download = local_ca.Download(self.domain)
+        self.http.add_route("GET", local_ca.DOWNLOAD_PATH, self.ca_download.handle)
         if config[s2s.ENABLED]:
             self.listeners.declare(Listener("s2s", S.S2S_PORT, self._s2s_connection))
             self.events.hook(ROUTE_REMOTE, self._route_remote)
@@ -135,6 +141,7 @@ class Server:
         self._add_web_transports()
         self._all_closed: asyncio.Event | None = None
         self._release_task: asyncio.Task[None] | None = None
+        self._certificate_task: asyncio.Task[None] | None = None
 
     @property
     def ports(self) -> dict[str, int]:
@@ -154,18 +161,67 @@ class Server:
     def collect_stream_features(self, authenticated: bool) -> list[Element]:
         return [el for provider in self.ctx.stream_features if (el := provider(authenticated)) is not None]
 
+    def _find_certificate(self) -> certificates.ServerCertificate:
+        now = datetime.datetime.now(datetime.UTC)
+        domains = self.hosts.user_domains()
+        return certificates.find(self.config[S.TLS_CERT], self.config[S.TLS_KEY], self.data_dir / certificates.DIRECTORY, domains, now)
+
     def _setup_tls(self) -> None:
-        cert, key = self.config[S.TLS_CERT], self.config[S.TLS_KEY]
-        if cert:
-            cert_path, key_path = Path(cert), Path(key or cert)
-        else:
-            cert_path, key_path = tls.ensure_self_signed(self.data_dir / "certs", self.domain)
         try:
-            self.port.ssl_context = tls.server_context(cert_path, key_path)
-            self.port.channel_bindings = {"tls-server-end-point": tls.end_point_hash(cert_path)}
-            self._certificate = (cert_path, key_path)
+            chosen = self._find_certificate()
+        except (OSError, ValueError) as e:
+            raise StartError(f"cannot make or read the certificate in {self.data_dir / certificates.DIRECTORY}: {e}") from None
+        try:
+            self.port.ssl_context = tls.server_context(chosen.cert_path, chosen.key_path)
+            self.port.channel_bindings = {"tls-server-end-point": tls.end_point_hash(chosen.cert_path)}
         except (OSError, ValueError, ssl.SSLError) as e:
-            raise StartError(f"cannot use the certificate {cert_path} with key {key_path}: {e}") from None
+            raise StartError(f"cannot use the certificate {chosen.cert_path} with key {chosen.key_path}: {e}") from None
+        self._use_certificate(chosen)
+
+    def _use_certificate(self, chosen: certificates.ServerCertificate) -> None:
+        self._chosen = chosen
+        self._certificate = (chosen.cert_path, chosen.key_path)
+        self.ca_download.ca = chosen.ca
+
+    def _server_contexts(self) -> list[ssl.SSLContext]:
+        """Every context that presents our certificate: clients', and federation's both ways."""
+        contexts = [self.port.ssl_context] if self.port.ssl_context is not None else []
+        if self.federation is not None:
+            contexts.append(self.federation.server_ssl)
+            if self.federation.present_certificate:
+                contexts.append(self.federation.client_ssl)
+        return contexts
+
+    def _report_certificate(self) -> None:
+        assert self._chosen is not None  # found by _setup_tls
+        http_port = self.ports.get("http")
+        if self.config[PUBLIC_URL]:
+            url = self.config[PUBLIC_URL].rstrip("/") + local_ca.DOWNLOAD_PATH
+        elif http_port:
+            url = f"{'https' if self.config[HTTP_TLS] else 'http'}://{self.domain}:{http_port}{local_ca.DOWNLOAD_PATH}"
+        else:
+            url = ""
+        now = datetime.datetime.now(datetime.UTC)
+        certificates.report(self._chosen, self.hosts.user_domains(), now, url)
+
+    def reload_certificate(self) -> None:
+        """SIGHUP: connections from now on get the certificate found now. Open ones keep theirs: each holds its
+        own copy, taken from the context when its handshake began."""
+        try:
+            chosen = self._find_certificate()
+            tls.server_context(chosen.cert_path, chosen.key_path)  # whole and matching before anything changes
+            bindings = {"tls-server-end-point": tls.end_point_hash(chosen.cert_path)}
+            for ctx in self._server_contexts():
+                ctx.load_cert_chain(chosen.cert_path, chosen.key_path)
+        except (OSError, ValueError, ssl.SSLError) as e:
+            log.error("event=certificate-reload-failed error=%s hint=\"the certificate in use stays\"", e)
+            return
+        changed = (chosen.cert_path, chosen.key_path) != self._certificate or bindings != self.port.channel_bindings
+        # A new dict, not an update: open streams keep the binding data of the certificate they were given.
+        self.port.channel_bindings = bindings
+        self._use_certificate(chosen)
+        log.info("event=certificate-reloaded changed=%s", "yes" if changed else "no")
+        self._report_certificate()
 
     async def _stored_secret(self, name: str) -> bytes:
         """A secret of the server's (decoy SCRAM salts, dialback keys); kept in storage so a restart does not
@@ -195,7 +251,9 @@ class Server:
             load_module(self.ctx, name)
         if any(c["privileges"] for c in self.config[S.COMPONENTS]):
             load_module(self.ctx, "privilege")  # granted in the configuration, so wanted without a second line
-        self.port.settings = dataclasses.replace(self.port.settings, pre_bind=frozenset(self.ctx.pre_bind))
+        self.port.settings = dataclasses.replace(
+            self.port.settings, pre_bind=frozenset(self.ctx.pre_bind), pre_auth=frozenset(self.ctx.pre_auth)
+        )
         if self.config[s2s.ENABLED]:
             self.federation = s2s.build(
                 self.config, self.router, self.tasks, await self._stored_secret("dialback"), *self._certificate
@@ -207,6 +265,8 @@ class Server:
         await self.listeners.start(self.config, self.config[S.BIND], self.port.ssl_context, self.config[S.AUTH_TIMEOUT])
         self.listeners.add_server(await control.serve(self.data_dir, {"delete-account": self._delete_account}))
         self._release_task = self.tasks.spawn(release_idle_parsers(self.port))
+        self._report_certificate()
+        self._certificate_task = self.tasks.spawn(self._check_certificate_periodically())
         log.info("event=ready domains=%s", ",".join(self.hosts.user_domains()))
 
     async def _credentials(self, owner: str) -> Credentials | None:
@@ -253,20 +313,29 @@ class Server:
             except TimeoutError:
                 for conn in list(connections):
                     conn.abort()  # type: ignore[attr-defined]
-        if self._release_task is not None:
-            self._release_task.cancel()
+        for task in (self._release_task, self._certificate_task):
+            if task is not None:
+                task.cancel()
         await self.tasks.finish(SHUTDOWN_GRACE)
         await self.http.close()
         await self.storage.close()
         (self.data_dir / control.SOCKET_NAME).unlink(missing_ok=True)
         log.info("event=stopped")
 
+    async def _check_certificate_periodically(self) -> None:
+        """Renews the local CA's certificate before it expires, and repeats the warnings of a server that runs
+        for months."""
+        while True:
+            await asyncio.sleep(CERTIFICATE_CHECK)
+            self.reload_certificate()
+
     async def run(self) -> None:
-        """Start, serve until SIGTERM or SIGINT, and stop cleanly."""
+        """Start, serve until SIGTERM or SIGINT, reload the certificate on SIGHUP, and stop cleanly."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_certificate)
         try:
             await self.start()
         except BaseException:

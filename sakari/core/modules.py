@@ -20,7 +20,7 @@ from sakari.core.events import Events, Handler
 from sakari.core.hosts import Host, Hosts, ServiceHandler
 from sakari.core.router import REQUEST_TIMEOUT, Router
 from sakari.core.session import Filter
-from sakari.core.sessions import PreBindHandler, SessionManager
+from sakari.core.sessions import PreAuthHandler, PreBindHandler, SessionManager
 from sakari.core.tasks import Tasks
 from sakari.jid import JID, JIDError, parse_jid, prep_domain
 from sakari.storage.base import Storage
@@ -58,6 +58,8 @@ class ServerContext:
     disco: Discovery = field(default_factory=Discovery)
     stream_features: list[Callable[[bool], Element | None]] = field(default_factory=list)
     pre_bind: dict[tuple[str, str], PreBindHandler] = field(default_factory=dict)
+    pre_auth: dict[tuple[str, str], PreAuthHandler] = field(default_factory=dict)
+    granted_admins: set[JID] = field(default_factory=set)  # administrators by invitation (XEP-0401), beside ``admins``
     services: dict[str, Any] = field(default_factory=dict)
     # Set by the composition root: declare a listener (name, port option, protocol factory, direct TLS).
     add_listener: Callable[[str, Option[int], Callable[[], asyncio.BaseProtocol], bool], None] | None = None
@@ -101,8 +103,15 @@ class ModuleAPI:
         return self.ctx.config[option]
 
     def is_admin(self, jid: JID) -> bool:
-        """Whether this address (any resource) belongs to an administrator (the ``admins`` key)."""
-        return jid.bare in self.admins
+        """Whether this address (any resource) belongs to an administrator (the ``admins`` key, or an account
+        made with an administrator's invitation)."""
+        bare = jid.bare
+        return bare in self.admins or bare in self.ctx.granted_admins
+
+    def grant_admin(self, jid: JID, granted: bool = True) -> None:
+        """Make an account an administrator beside ``admins`` (or no longer, with ``granted=False``); the module
+        that grants keeps the grant across restarts."""
+        (self.ctx.granted_admins.add if granted else self.ctx.granted_admins.discard)(jid.bare)
 
     # --- discovery and stream features ----------------------------------------
     def add_feature(self, var: str) -> None:
@@ -133,6 +142,13 @@ class ModuleAPI:
         if (ns, name) in self.ctx.pre_bind:
             raise ValueError(f"<{name} xmlns='{ns}'/> before bind is already taken")
         self.ctx.pre_bind[ns, name] = handler
+
+    def add_pre_auth(self, ns: str, name: str, handler: PreAuthHandler) -> None:
+        """Take an iq get/set with this payload from a client that has not authenticated (XEP-0077 in-band
+        registration), on a stream where SASL would be offered; the handler answers with the iq's reply."""
+        if (ns, name) in self.ctx.pre_auth:
+            raise ValueError(f"<{name} xmlns='{ns}'/> before authentication is already taken")
+        self.ctx.pre_auth[ns, name] = handler
 
     # --- hosts, listeners, HTTP -------------------------------------------------
     def add_service(

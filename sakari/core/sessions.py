@@ -16,6 +16,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sakari.core import events as E
 from sakari.core.events import Events, NonzaEvent, SessionEvent, UndeliverableEvent
@@ -183,3 +184,16 @@ class PreBind:
 
 # Answers (reply to send, or None; the session to resume on this connection, or None to go on to bind).
 PreBindHandler = Callable[[PreBind], Awaitable[tuple[Element | None, Session | None]]]
+
+
+@dataclass(slots=True)
+class PreAuth:
+    """An iq a module registered for the stage before authentication (XEP-0077 in-band registration)."""
+
+    host: str  # the domain the stream is for
+    iq: Element
+    state: dict[str, Any]  # the connection's own, kept from one such iq to the next (a XEP-0401 token)
+
+
+# Answers with the iq's result or error.
+PreAuthHandler = Callable[[PreAuth], Awaitable[Element]]

@@ -18,7 +18,7 @@ from typing import Any
 
 from sakari.core.events import NonzaEvent
 from sakari.core.session import Session
-from sakari.core.sessions import PreBind
+from sakari.core.sessions import PreAuth, PreBind
 from sakari.credentials import check_password
 from sakari.net.port import ClientPort
 from sakari.stream.c2s import (
@@ -28,13 +28,14 @@ from sakari.stream.c2s import (
     CheckPassword,
     NeedCredentials,
     NonzaReceived,
+    PreAuthReceived,
     PreBindReceived,
     StanzaReceived,
     StartTLS,
     StreamEnded,
 )
 from sakari.xml.element import Element
-from sakari.xml.errors import StreamError
+from sakari.xml.errors import StanzaError, StreamError, error_reply
 
 log = logging.getLogger("sakari.c2s")
 
@@ -54,6 +55,7 @@ class StreamDriver:
         self._tokens = float(port.limits.rate_burst)
         self._token_time = self.last_active
         self._closed = False
+        self._pre_auth_state: dict[str, Any] = {}  # what pre-auth handlers keep between requests (a XEP-0401 token)
 
     # --- what each transport supplies -------------------------------------------
     def _flush_stream(self) -> None:
@@ -130,6 +132,8 @@ class StreamDriver:
             elif cls is NonzaReceived:
                 assert self.session is not None
                 self.session.receive(NonzaEvent(self.session, ev.element))
+            elif cls is PreAuthReceived:
+                self.port.tasks.spawn_eager(self._pre_auth(ev.iq))
             elif cls is PreBindReceived:
                 self.port.tasks.spawn_eager(self._pre_bind(ev.element))
             elif cls is StreamEnded:
@@ -175,6 +179,21 @@ class StreamDriver:
             session.last_active = self.last_active
             self._authorized()
         self._handle(self.stream.pre_bind_done(reply, session.jid if session is not None else None))
+
+    async def _pre_auth(self, iq: Element) -> None:
+        payload = iq.first_child()
+        assert payload is not None
+        handler = self.port.pre_auth[payload.ns, payload.name]
+        try:
+            reply = await handler(PreAuth(self.stream.domain, iq, self._pre_auth_state))
+        except StanzaError as e:
+            reply = error_reply(iq, e)
+        except Exception:
+            log.exception("event=pre-auth-handler-failed")
+            reply = error_reply(iq, StanzaError("internal-server-error"))  # a request is always answered
+        if not self._closed:
+            self.stream.send(reply)
+            self._flush_stream()
 
     def _authorized(self) -> None:
         if self._auth_timer is not None:

@@ -12,7 +12,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sakari.core.sessions import PreBindHandler, SessionManager
+from sakari.core.sessions import PreAuthHandler, PreBindHandler, SessionManager
 from sakari.core.tasks import Tasks
 from sakari.credentials import Credentials
 from sakari.net.transport import FlowControl
@@ -42,6 +42,7 @@ class ClientPort:
     ssl_context: ssl.SSLContext | None = None
     channel_bindings: dict[str, bytes] = field(default_factory=dict)
     pre_bind: dict[tuple[str, str], PreBindHandler] = field(default_factory=dict)
+    pre_auth: dict[tuple[str, str], PreAuthHandler] = field(default_factory=dict)
     features_cache: dict[tuple[bool, bool, tuple[str, ...]], bytes] = field(default_factory=dict)
     connections: set[object] = field(default_factory=set)  # the open ones, for idle parser release and shutdown
     all_closed: asyncio.Event | None = None  # set when the last connection closes (during shutdown)

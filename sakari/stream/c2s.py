@@ -77,6 +77,14 @@ class PreBindReceived:
 
 
 @dataclass(slots=True)
+class PreAuthReceived:
+    """An iq whose payload a module registered for the stage before authentication (XEP-0077 in-band
+    registration); the driver hands it to that module and sends its answer with :meth:`C2SStream.send`."""
+
+    iq: Element
+
+
+@dataclass(slots=True)
 class StanzaReceived:
     stanza: Element
 
@@ -94,8 +102,8 @@ class StreamEnded:
 
 
 Event = (
-    StartTLS | NeedCredentials | CheckPassword | Authenticated | BindRequest | PreBindReceived | StanzaReceived
-    | NonzaReceived | StreamEnded
+    StartTLS | NeedCredentials | CheckPassword | Authenticated | BindRequest | PreBindReceived | PreAuthReceived
+    | StanzaReceived | NonzaReceived | StreamEnded
 )
 
 
@@ -125,6 +133,7 @@ class StreamSettings:
     decoy_iterations: int = 10000
     domains: frozenset[str] = frozenset()  # every domain with local accounts (virtual hosts); empty: just ``domain``
     pre_bind: frozenset[tuple[str, str]] = frozenset()  # (namespace, name) of elements modules take before bind
+    pre_auth: frozenset[tuple[str, str]] = frozenset()  # (namespace, name) of iq payloads modules take before SASL
 
     def serves(self, domain: str) -> bool:
         return domain == self.domain or domain in self.domains
@@ -402,6 +411,9 @@ class C2SStream:
             self.state = State.BIND_PENDING
             self._events.append(PreBindReceived(el))
             return
+        if state is State.FEATURES and el.name == "iq" and el.ns == NS.CLIENT and self._pre_auth_iq(el):
+            self._events.append(PreAuthReceived(el))
+            return
         if self.state is State.READY:
             if el.ns != NS.CLIENT:
                 self._events.append(NonzaReceived(el))
@@ -414,6 +426,17 @@ class C2SStream:
     def _is_legacy_session(self, iq: Element) -> bool:
         child = iq.first_child()
         return child is not None and child.name == "session" and child.ns == NS.SESSION and iq.attrs.get("type") == "set"
+
+    def _pre_auth_iq(self, iq: Element) -> bool:
+        """A request a module takes before authentication, on a stream confidential enough for SASL (a
+        password is about to cross it)."""
+        payload = iq.first_child()
+        return (
+            payload is not None
+            and (payload.ns, payload.name) in self.settings.pre_auth
+            and iq.attrs.get("type") in ("get", "set")
+            and (self.tls_active or not self.settings.require_encryption)
+        )
 
     def _starttls(self, el: Element) -> None:
         if self.tls_active or not self.settings.tls_available:
