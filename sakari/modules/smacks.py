@@ -309,7 +309,8 @@ class StreamManagement:
                 if sender is not None:
                     reply = error_reply(stanza, StanzaError("recipient-unavailable"))
                     await router.route(reply, session.jid, sender)
-        self.mod.log.info("event=sm-unacked-rerouted session=%s messages=%d", session, rerouted)
+        if rerouted:
+            self.mod.log.info("event=sm-unacked-rerouted session=%s messages=%d", session, rerouted)
 
     def session_detached(self, event: SessionEvent) -> None:
         if PROP in event.session.props:
