@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import getpass
 import logging
 import os
@@ -74,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     example.set_defaults(func=cmd_config_example)
     reference = csub.add_parser("reference", help="print the configuration reference (Markdown)", description="Print the configuration reference in Markdown (docs/configuration.md).")
     reference.set_defaults(func=cmd_config_reference)
+    cert = sub.add_parser("cert", help="the server's TLS certificate", description="The server's TLS certificate.")
+    certsub = cert.add_subparsers(dest="cert_command", required=True, metavar="ACTION")
+    imp = certsub.add_parser(
+        "import",
+        help="use a certificate issued elsewhere, e.g. by certbot",
+        description="Check a certificate and its key (they match, name every served domain, are valid now) and copy "
+        "them into the data directory; the server uses them from its next start, or at once on SIGHUP.",
+    )
+    _add_common(imp)
+    imp.add_argument("certificate", type=Path, help="PEM certificate chain, the server's first (certbot: fullchain.pem)")
+    imp.add_argument("key", type=Path, help="its PEM private key, without a passphrase (certbot: privkey.pem)")
+    imp.set_defaults(func=cmd_cert_import)
     storage = sub.add_parser("storage", help="move the data to another database", description="Move the data to another database.")
     ssub = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")
     copy = ssub.add_parser("copy", help="copy every store of the configured backend to another database", description="Copy every store of the configured backend (accounts, rosters, offline messages, archives…) to another database. Stop the server first.")
@@ -309,6 +322,31 @@ def cmd_config_example(args: argparse.Namespace) -> int:
 
 def cmd_config_reference(args: argparse.Namespace) -> int:
     sys.stdout.write(C.reference_markdown())
+    return 0
+
+
+# --- certificates ------------------------------------------------------------------
+def cmd_cert_import(args: argparse.Namespace) -> int:
+    from sakari.net import certificates, tls
+
+    config = load_config(args)
+    if config[S.TLS_CERT]:
+        raise CLIError(
+            f"the configuration's tls.certificate ({config[S.TLS_CERT]}) comes before an imported certificate: "
+            "remove it from the configuration first, or replace the files it names"
+        )
+    directory = Path(config[S.DATA_DIR]) / certificates.DIRECTORY
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        cert, problems = certificates.import_files(args.certificate, args.key, directory, _domains(config), now)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    for problem in problems:
+        print(f"warning: the certificate {problem.text}", file=sys.stderr)
+    print(
+        f"imported into {directory} (SHA-256 {tls.fingerprint(cert)}, valid until {cert.not_valid_after_utc:%Y-%m-%d}); "
+        "the server uses it from its next start, or at once on SIGHUP (systemctl reload sakari)"
+    )
     return 0
 
 

@@ -99,7 +99,12 @@ COMPONENTS = declare_tables(
     "External components (XEP-0114), e.g. bridges to IRC or Matrix; they connect to network.component_port.",
 )
 
-TLS_CERT = declare("tls.certificate", "", "PEM certificate (chain) for the domain. Empty: a self-signed one is made in the data directory.")
+TLS_CERT = declare(
+    "tls.certificate",
+    "",
+    "PEM certificate (chain) covering every served domain; reread on SIGHUP. Empty: the one 'sakari cert import' put "
+    "in the data directory, or else one issued by a local certificate authority made there (see the operator guide).",
+)
 TLS_KEY = declare("tls.key", "", "PEM private key for tls.certificate.")
 
 REQUIRE_ENCRYPTION = declare(
