@@ -24,8 +24,10 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 
@@ -35,6 +37,7 @@ log = logging.getLogger("sakari.tls")
 
 DIRECTORY = "certs"  # in the data directory
 IMPORTED_CERT, IMPORTED_KEY = "imported.crt", "imported.key"
+T = TypeVar("T")
 SELF_SIGNED_RENEW = datetime.timedelta(days=7)  # when earlier versions made a new self-signed certificate
 
 CONFIGURED, IMPORTED, SELF_SIGNED, LOCAL_CA = "configured", "imported", "self-signed", "local-ca"
@@ -103,20 +106,8 @@ def report(chosen: ServerCertificate, domains: list[str], now: datetime.datetime
 def import_files(cert_source: Path, key_source: Path, directory: Path, domains: list[str], now: datetime.datetime) -> tuple[x509.Certificate, list[tls.Problem]]:
     """Check a certificate issued elsewhere and copy it with its key into ``directory``. Raises ValueError with
     every reason to refuse it; returns the certificate and what to warn about."""
-    try:
-        chain = tls.load_chain(cert_source)
-    except OSError as e:
-        raise ValueError(f"{cert_source}: cannot read: {e.strerror}") from None
-    except ValueError:
-        raise ValueError(f"{cert_source}: no PEM certificate in it") from None
-    try:
-        key = tls.load_key(key_source)
-    except OSError as e:
-        raise ValueError(f"{key_source}: cannot read: {e.strerror}") from None
-    except TypeError:
-        raise ValueError(f"{key_source}: the key is encrypted; give it without a passphrase") from None
-    except ValueError:
-        raise ValueError(f"{key_source}: no PEM private key in it") from None
+    chain = _read(cert_source, tls.load_chain, "certificate")
+    key = _read(key_source, tls.load_key, "private key")
     if not tls.key_matches(chain[0], key):
         raise ValueError(f"{key_source} is not the key of the certificate in {cert_source}")
     problems = tls.problems(chain[0], domains, now)
@@ -127,6 +118,17 @@ def import_files(cert_source: Path, key_source: Path, directory: Path, domains: 
     tls.write_file(directory / IMPORTED_CERT, b"".join(tls.pem(c) for c in chain))
     _give_to_owner_of(directory.parent, [directory, directory / IMPORTED_KEY, directory / IMPORTED_CERT])
     return chain[0], [p for p in problems if not p.refuses_import]
+
+
+def _read(path: Path, load: Callable[[Path], T], what: str) -> T:
+    try:
+        return load(path)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read: {e.strerror}") from None
+    except TypeError:  # cryptography's answer to an encrypted key without a password
+        raise ValueError(f"{path}: the key is encrypted; give it without a passphrase") from None
+    except ValueError:
+        raise ValueError(f"{path}: no PEM {what} in it") from None
 
 
 def _give_to_owner_of(data_dir: Path, paths: list[Path]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
@@ -206,3 +206,13 @@ def test_import_refuses(tmp_path: Path, names: list[str], days: float, other_key
     with pytest.raises(ValueError, match=reason):
         certificates.import_files(cert_path, key_path, tmp_path / "certs", ["chat.home.lan"], NOW)
     assert not (tmp_path / "certs" / certificates.IMPORTED_CERT).exists()
+
+
+def test_import_asks_for_a_key_without_a_passphrase(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert_path, key_path = write_pair(tmp_path, "source", certificate(key, ["chat.home.lan"]), key)
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw"))
+    )
+    with pytest.raises(ValueError, match="encrypted"):
+        certificates.import_files(cert_path, key_path, tmp_path / "certs", ["chat.home.lan"], NOW)
