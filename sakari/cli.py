@@ -9,6 +9,7 @@ import getpass
 import logging
 import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     lst = usub.add_parser("list", help="list accounts", description="List the accounts, one address per line.")
     _add_common(lst)
     lst.set_defaults(func=cmd_user_list)
+
+    invite = sub.add_parser("invite", help="invite people to make an account (works while the server runs)", description="Invitations (XEP-0401): a link to a web page with a QR code and a form, and an xmpp: URI that apps open.")
+    isub = invite.add_subparsers(dest="invite_command", required=True, metavar="ACTION")
+    create = isub.add_parser("create", help="make an invitation and print its link", description="Make an invitation and print its web link and its xmpp: URI. The register module serves the link.")
+    _add_common(create)
+    create.add_argument("--admin", action="store_true", help="the account made with it administers the server")
+    create.add_argument("--expires", default="7d", metavar="DURATION", help="how long it stays valid: 30m, 12h, 7d, 2w (default 7d)")
+    create.add_argument("--uses", type=int, default=1, metavar="N", help="how many accounts it may make (default 1)")
+    create.add_argument("--contact-of", metavar="JID", help="an account whose contact each new account becomes, both seeing each other's presence (XEP-0379)")
+    create.set_defaults(func=cmd_invite_create)
 
     cfg = sub.add_parser("config", help="check or explain the configuration", description="Check or explain the configuration.")
     csub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -294,6 +305,43 @@ def cmd_user_list(args: argparse.Namespace) -> int:
             continue
         print(owner)
     return 0
+
+
+# --- invitations -------------------------------------------------------------------
+def cmd_invite_create(args: argparse.Namespace) -> int:
+    from sakari.modules.register.service import invite_links
+    from sakari.modules.register.tokens import Invite, InviteStore, STORE, parse_duration
+    from sakari.modules.upload import base_url
+
+    config = load_config(args)
+    domains = _domains(config)
+    try:
+        expires = time.time() + parse_duration(args.expires)
+    except ValueError as e:
+        raise CLIError(f"--expires: {e}") from None
+    if args.uses < 1:
+        raise CLIError("--uses: an invitation makes at least one account")
+    inviter = _owner(args.contact_of, domains) if args.contact_of else None
+    host = inviter.rpartition("@")[2] if inviter else domains[0]
+    invite = Invite(expires, args.uses, args.admin, inviter)
+    token = _with_storage(config, lambda storage: InviteStore(storage.documents(STORE)).create(host, invite))
+    # Links as the running server makes them (its upload module's base URL: http.public_url, or the domain and port).
+    links = invite_links(base_url(_ConfigOptions(config, domains[0])), host, token, inviter)  # type: ignore[arg-type]
+    print(links.page)
+    print(links.uri)
+    valid = time.strftime("%Y-%m-%d %H:%M", time.localtime(expires))
+    print(f"valid until {valid} for {args.uses} account{'' if args.uses == 1 else 's'}{', as administrator' if args.admin else ''}", file=sys.stderr)
+    if "register" not in config[S.MODULES]:
+        print("note: the register module is not enabled (modules.enabled): the link works once it is", file=sys.stderr)
+    return 0
+
+
+class _ConfigOptions:
+    """The configuration seen as a module sees it (``option``, ``domain``), for helpers written for modules."""
+
+    def __init__(self, config: C.Config, domain: str) -> None:
+        self.option = config.__getitem__
+        self.domain = domain
 
 
 # --- configuration -----------------------------------------------------------------
