@@ -15,7 +15,9 @@ the other's presence (XEP-0379's pre-approval). An administrator's
 invitation (``--admin``) makes an administrator.
 
 Authenticated clients may change their password or delete their account
-in band (XEP-0077 §3.2–§3.3).
+in band (XEP-0077 §3.2–§3.3), or on the account page at ``/account``
+(:mod:`sakari.modules.register.account`), which also lists the devices and
+exports the account's data.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sakari.core.modules import ModuleAPI
 from sakari.core.sessions import PreAuth
 from sakari.jid import JID
 from sakari.modules.adhoc import Command, Done, Request, add_field, form
+from sakari.modules.register.account import AccountPages
 from sakari.modules.register.pages import InvitePages
 from sakari.modules.register.service import OPEN, USERS_MAY_INVITE, Links, Registration, RegistrationRefused
 from sakari.modules.register.tokens import Invite
@@ -175,6 +178,7 @@ def setup(mod: ModuleAPI) -> None:
     mod.add_feature(NS_REGISTER)
     _add_commands(mod, registration)
     InvitePages(mod, registration).add_routes()
+    AccountPages(mod, registration).add_routes()
     mod.hook(E.ACCOUNT_DELETED, registration.account_deleted)
     sweeper: list[asyncio.Task[None]] = []
 
