@@ -350,6 +350,7 @@ class InboundConnection(_Connection):
         self._routing = False
         self._rate_paused = False
         self._domains: set[str] = set()  # remote domains counted in fed.inbound_by_domain
+        self._auth_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -358,8 +359,17 @@ class InboundConnection(_Connection):
             self.close_stream(StreamError("resource-constraint", "too many server connections"))
             return
         self.fed.inbound.add(self)
+        # A connection that proves no domain in time is closed, however long the idle timeout.
+        self._auth_timer = self.loop.call_later(self.fed.limits.connect_timeout, self._auth_timed_out)
+
+    def _auth_timed_out(self) -> None:
+        self._auth_timer = None
+        if not self.stream.authenticated:
+            self.close_stream(StreamError("connection-timeout", "no domain was authenticated in time"))
 
     def _gone(self) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
         self.fed.inbound.discard(self)
         for domain in self._domains:
             left = self.fed.inbound_by_domain.get(domain, 1) - 1

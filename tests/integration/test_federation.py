@@ -263,3 +263,12 @@ async def test_connections_per_remote_domain_are_limited(peers, ca) -> None:
     finally:
         for raw in streams:
             raw.close()
+
+
+async def test_a_connection_that_proves_no_domain_is_closed_after_the_connect_timeout(peers) -> None:
+    raw = await RawServerStream.connect(peers[A].host, peers[A].s2s_port, frm=B, to=A)
+    try:
+        await raw.read_until(r"</stream:features>")
+        assert await raw.stream_error() == "connection-timeout"  # within the read's own limit of a few seconds
+    finally:
+        raw.close()
