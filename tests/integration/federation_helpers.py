@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import random
 import re
 import shlex
 import socket
@@ -175,11 +176,19 @@ class TestDNS:
 
     __test__ = False
 
-    def __init__(self, address: str) -> None:
-        self.address = address
+    def __init__(self) -> None:
         self._records: dict[str, list[tuple[str, str]]] = {}  # name → [(type, rdata)]
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind((address, 53))
+        # Port 53, since a resolv.conf names no port; an address of its own, since test runs may overlap.
+        for _ in range(50):
+            self.address = f"127.53.{random.randrange(256)}.{random.randrange(1, 255)}"
+            try:
+                self._sock.bind((self.address, 53))
+                break
+            except OSError:
+                continue
+        else:
+            raise RuntimeError("no free loopback address for the test DNS server")
         self._thread = threading.Thread(target=self._serve, name="test-dns", daemon=True)
 
     def add(self, name: str, rdtype: str, rdata: str) -> None:

@@ -1,7 +1,7 @@
 """Federation with Prosody (the Debian package): both find each other by DNS SRV records, both trust the test CA.
 
 sakari.test is Sakari on 127.0.0.8, prosody.test is Prosody on 127.0.0.9; a
-DNS server of the test on 127.0.0.7 answers for both. db.sakari.test
+DNS server of the test on a loopback address of its own answers for both. db.sakari.test
 (127.0.0.10) keeps Sakari's self-signed certificate, which Prosody accepts
 for that domain with dialback only (s2s_insecure_domains). Each is started
 once for the module.
@@ -23,7 +23,7 @@ pytestmark = [
 ]
 
 SAKARI, PROSODY, DIALBACK = "sakari.test", "prosody.test", "db.sakari.test"
-SAKARI_HOST, PROSODY_HOST, DNS_HOST, DIALBACK_HOST = "127.0.0.8", "127.0.0.9", "127.0.0.7", "127.0.0.10"
+SAKARI_HOST, PROSODY_HOST, DIALBACK_HOST = "127.0.0.8", "127.0.0.9", "127.0.0.10"
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +32,12 @@ def pair(tmp_path_factory):
     ca = TestCA(work / "ca")
     sakari = SakariServer(work / "sakari" / "data", name=SAKARI, domain=SAKARI, host=SAKARI_HOST)
     selfsigned = SakariServer(work / "dialback" / "data", name=DIALBACK, domain=DIALBACK, host=DIALBACK_HOST)
+    dns_server = TestDNS()
     resolv = work / "resolv.conf"
-    resolv.write_text(f"nameserver {DNS_HOST}\n")
+    resolv.write_text(f"nameserver {dns_server.address}\n")
     prosody = ProsodyPeer(
         work / "prosody", PROSODY, PROSODY_HOST, ca.issue(PROSODY), ca.path, resolv, f's2s_insecure_domains = {{ "{DIALBACK}" }}'
     )
-    dns_server = TestDNS(DNS_HOST)
     peers = ((SAKARI, SAKARI_HOST, sakari.s2s_port), (PROSODY, PROSODY_HOST, prosody.s2s_port),
              (DIALBACK, DIALBACK_HOST, selfsigned.s2s_port))
     for domain, host, port in peers:
@@ -47,10 +47,10 @@ def pair(tmp_path_factory):
     cert, key = ca.issue(SAKARI)
     sakari.config_path = work / "sakari.toml"
     sakari.config_path.write_text(
-        f'[s2s]\nnameservers = ["{DNS_HOST}"]\nca_file = "{ca.path}"\n[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
+        f'[s2s]\nnameservers = ["{dns_server.address}"]\nca_file = "{ca.path}"\n[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
     )
     selfsigned.config_path = work / "dialback.toml"
-    selfsigned.config_path.write_text(f'[s2s]\nnameservers = ["{DNS_HOST}"]\nca_file = "{ca.path}"\n')
+    selfsigned.config_path.write_text(f'[s2s]\nnameservers = ["{dns_server.address}"]\nca_file = "{ca.path}"\n')
     try:
         for srv in (sakari, selfsigned):
             _servers.append(srv)
