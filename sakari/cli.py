@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server in the foreground", description="Run the server in the foreground; stop it with SIGTERM or Ctrl-C.")
     _add_common(serve)
     serve.add_argument("--bind", action="append", help="address to listen on (repeat for several; overrides network.bind)")
+    serve.add_argument("--public", action="store_true", help="serve the network, not only this machine: listen on every address (0.0.0.0 and ::), HTTPS on the HTTP port, invitations and the web client on; prints the addresses and an invitation link (docs/web.md)")
     for name, option in (("c2s-port", S.C2S_PORT), ("c2s-tls-port", S.C2S_TLS_PORT), ("http-port", S.HTTP_PORT), ("s2s-port", S.S2S_PORT)):
         serve.add_argument(f"--{name}", type=int, help=f"overrides {option.key} (default {option.default})")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log_level")
@@ -122,6 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name, option in (("c2s_port", S.C2S_PORT), ("c2s_tls_port", S.C2S_TLS_PORT), ("http_port", S.HTTP_PORT), ("s2s_port", S.S2S_PORT)):
         config.override(option, getattr(args, name))
     _check_modules(config, str(args.config or "the default configuration"))
+    if args.public:
+        _serve_public(config, bound=args.bind is not None)
     level = args.log_level or config[S.LOG_LEVEL]
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from sakari.errors import StartError
@@ -139,6 +142,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ValueError, JIDError, StartError) as e:
         raise CLIError(str(e)) from None
     return 0
+
+
+PUBLIC_MODULES = ("register", "webclient")  # what a phone's browser needs: the invitation page and the web client
+
+
+def _serve_public(config: C.Config, bound: bool) -> None:
+    """``serve --public``: listen beyond loopback, with TLS on the HTTP port (passwords cross the network), links
+    at this machine's address, and an invitation to print."""
+    from sakari.net.addresses import public_addresses
+    from sakari.net.web import HTTP_TLS, PUBLIC_URL
+
+    if not bound:
+        config.override(S.BIND, ["0.0.0.0", "::"])
+    config.override(S.MODULES, [*config[S.MODULES], *(m for m in PUBLIC_MODULES if m not in config[S.MODULES])])
+    addresses = public_addresses()
+    if not config[PUBLIC_URL]:
+        config.override(HTTP_TLS, True)
+        if addresses:
+            host = f"[{addresses[0]}]" if addresses[0].version == 6 else str(addresses[0])
+            config.override(PUBLIC_URL, f"https://{host}:{config[S.HTTP_PORT]}")
+    domain = _domains(config)[0]
+    print("Serving the network. This machine's addresses:")
+    for address in addresses or ["(none found: is the network up?)"]:
+        print(f"  {address}")
+    print(f"Web client: {config[PUBLIC_URL] or 'https://<address>:' + str(config[S.HTTP_PORT])}/ "
+          "(the certificate is this server's own: the browser asks to accept it)")
+    print(f"XMPP apps: port {config[S.C2S_PORT]}, accounts named user@{domain}")
+    if domain == "localhost":
+        print("  (apps on phones need a domain that names this machine: --domain with its name or address)")
+    links = _make_invitation(config, domain, time.time() + 86400, uses=1, admin=False, inviter=None)
+    print(f"Invitation for one account, valid one day: {links.page}")
+    print(f"  for apps: {links.uri}", flush=True)
 
 
 # --- accounts ----------------------------------------------------------------------
@@ -308,10 +343,19 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 # --- invitations -------------------------------------------------------------------
-def cmd_invite_create(args: argparse.Namespace) -> int:
+def _make_invitation(config: C.Config, host: str, expires: float, uses: int, admin: bool, inviter: str | None) -> Any:
+    """Store an invitation; its links as the running server makes them (http.public_url, or the domain and port)."""
     from sakari.modules.register.service import invite_links
-    from sakari.modules.register.tokens import Invite, InviteStore, STORE, parse_duration
+    from sakari.modules.register.tokens import STORE, Invite, InviteStore
     from sakari.modules.upload import base_url
+
+    invite = Invite(expires, uses, admin, inviter)
+    token = _with_storage(config, lambda storage: InviteStore(storage.documents(STORE)).create(host, invite))
+    return invite_links(base_url(_ConfigOptions(config, _domains(config)[0])), host, token, inviter)  # type: ignore[arg-type]
+
+
+def cmd_invite_create(args: argparse.Namespace) -> int:
+    from sakari.modules.register.tokens import parse_duration
 
     config = load_config(args)
     domains = _domains(config)
@@ -323,10 +367,7 @@ def cmd_invite_create(args: argparse.Namespace) -> int:
         raise CLIError("--uses: an invitation makes at least one account")
     inviter = _owner(args.contact_of, domains) if args.contact_of else None
     host = inviter.rpartition("@")[2] if inviter else domains[0]
-    invite = Invite(expires, args.uses, args.admin, inviter)
-    token = _with_storage(config, lambda storage: InviteStore(storage.documents(STORE)).create(host, invite))
-    # Links as the running server makes them (its upload module's base URL: http.public_url, or the domain and port).
-    links = invite_links(base_url(_ConfigOptions(config, domains[0])), host, token, inviter)  # type: ignore[arg-type]
+    links = _make_invitation(config, host, expires, args.uses, args.admin, inviter)
     print(links.page)
     print(links.uri)
     valid = time.strftime("%Y-%m-%d %H:%M", time.localtime(expires))
