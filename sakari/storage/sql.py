@@ -184,6 +184,9 @@ class SqlDatabase(ABC):
     # Full-text search of archives: a condition on the archive table with one placeholder, for
     # which text_argument(words) gives the value; every word must occur, in any case.
     text_condition: str
+    # What a write that appends archive items ends with, to index their text (where the backend's
+    # index does not follow the table by itself).
+    archive_indexing: tuple[Statement, ...] = ()
 
     @staticmethod
     @abstractmethod

@@ -312,11 +312,12 @@ class SqlArchive:
         seq = _CLOCK.next() if when is None else seq_at(when)
         while True:
             # Another node (or an import stamped in the past) may hold this number: take the next free one.
-            (rows,) = await self.db.write(
+            rows, *_ = await self.db.write(
                 (
                     f"{self._INSERT} ON CONFLICT DO NOTHING RETURNING seq",
                     (self.name, owner, seq, with_jid, stanza, text),
-                )
+                ),
+                *self.db.archive_indexing,
             )
             if rows:
                 return format_id(seq)
@@ -330,7 +331,8 @@ class SqlArchive:
             Many(
                 f"{self._INSERT} ON CONFLICT DO NOTHING",
                 [(self.name, e.owner, parse_id(e.id), e.with_jid, e.stanza, e.text) for e in entries],
-            )
+            ),
+            *self.db.archive_indexing,
         )
 
     def _where(

@@ -170,3 +170,13 @@ async def test_cached_keyvalue_forgets_a_deleted_account(storage: Storage) -> No
     await storage.accounts.delete(JULIET)
     assert prefs.peek(JULIET) is None
     assert await prefs.get(JULIET) is None
+
+
+async def test_archive_rows_copied_in_bulk_are_searchable(storage: Storage) -> None:
+    db = storage.db  # type: ignore[attr-defined]
+    await db.load("archive", [("mam", JULIET, 5 << 10, ROMEO, b"<m n='5'/>", "copied words"), ("mam", JULIET, 6 << 10, ROMEO, b"<m n='6'/>", None)])
+    await db.loaded()
+    archive = storage.archive("mam")
+    assert _numbers(await archive.query(JULIET, text="copied")) == [5]
+    await archive.append(JULIET, ROMEO, b"<m n='7'/>", T0, "words appended later")
+    assert _numbers(await archive.query(JULIET, text="words")) == [5, 7]
