@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sakari.modules.mam.rules import Prefs, claims_archive, load_prefs, parse_prefs, stamped, worth_keeping
+from sakari.modules.mam.rules import Prefs, claims_archive, load_prefs, parse_prefs, unclaimed, with_stanza_id, worth_keeping
 from sakari.xml import fragment
 from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError
@@ -47,18 +47,20 @@ def test_stamping_replaces_ids_claiming_the_archive_and_keeps_others() -> None:
         f"<body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='{JULIET}' id='forged'/>"
         "<stanza-id xmlns='urn:xmpp:sid:0' by='room@muc.example.org' id='theirs'/>"
     )
-    out = stamped(original, JULIET, "0000000000000a00")
+    out = with_stanza_id(unclaimed(original, JULIET), JULIET, "0000000000000a00")
     ids = [(c.attrs["by"], c.attrs["id"]) for c in out.find_all("stanza-id", "urn:xmpp:sid:0")]
     assert ids == [("room@muc.example.org", "theirs"), (JULIET, "0000000000000a00")]
     assert len(original.children) == 3  # the original is left as it was
-    stripped = stamped(original, JULIET, None)
+    stripped = unclaimed(original, JULIET)
     assert [c.attrs["id"] for c in stripped.find_all("stanza-id", "urn:xmpp:sid:0")] == ["theirs"]
     assert claims_archive(out, JULIET) and not claims_archive(stripped, JULIET)
 
 
-def test_stamping_nothing_returns_the_stanza_itself() -> None:
+def test_a_stanza_without_claims_is_left_as_it_is() -> None:
     original = message("<body>hi</body>")
-    assert stamped(original, JULIET, None) is original
+    assert unclaimed(original, JULIET) is original
+    with_stanza_id(original, JULIET, "0000000000000a00")
+    assert len(original.children) == 1
 
 
 def test_preferences_lists_decide_before_the_default_and_never_wins() -> None:

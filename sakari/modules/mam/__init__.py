@@ -28,7 +28,9 @@ from sakari.core.events import ServerEvent, StanzaEvent
 from sakari.core.modules import ModuleAPI
 from sakari.modules.mam.archiver import Archiver
 from sakari.modules.mam.query import NS_FULLTEXT, form_fields, parse_query, precise_stamp
-from sakari.modules.mam.rules import NS_MAM, NS_SID, Prefs, body_of, claims_archive, load_prefs, parse_prefs, stamped, worth_keeping
+from sakari.modules.mam.rules import (
+    NS_MAM, NS_SID, Prefs, body_of, claims_archive, load_prefs, parse_prefs, unclaimed, with_stanza_id, worth_keeping,
+)
 from sakari.modules.mam.serve import find_page, send_page
 from sakari.modules.util import payload, refuse
 from sakari.storage.base import ArchiveEntry
@@ -61,6 +63,7 @@ def setup(mod: ModuleAPI) -> None:
     rosters = mod.storage.roster
     router = mod.router
     archiver = Archiver(store, mod.spawn)
+    default_policy = mod.option(DEFAULT_POLICY)  # read once: wanted() asks for every message
     expiry: list[asyncio.Task[None]] = []
 
     # --- what to archive ---------------------------------------------------------------
@@ -70,7 +73,7 @@ def setup(mod: ModuleAPI) -> None:
         if cached is None:
             return wanted_loading(owner, contact)
         if cached[0] is None:
-            return by_default(mod.option(DEFAULT_POLICY), owner, contact)
+            return by_default(default_policy, owner, contact)
         prefs = load_prefs(cached[0])
         verdict = prefs.decides(contact)
         return by_default(prefs.default, owner, contact) if verdict is None else verdict
@@ -95,8 +98,18 @@ def setup(mod: ModuleAPI) -> None:
         return item is not None and item.listed
 
     # --- archiving ---------------------------------------------------------------------
+    # The last stanza serialized for an archive, its bytes and text: a local chat is archived for its
+    # sender, then for its recipient, from one serialization (the router hands both hooks the same
+    # element). Archives keep messages as sent; the archive's id comes back in each query result.
+    last: list[Any] = [None, b"", None]
+
+    def entry(owner: str, id: str, contact: str, stanza: Element) -> ArchiveEntry:
+        if last[0] is not stanza:
+            last[0], last[1], last[2] = stanza, fragment.dump(stanza), body_of(stanza)
+        return ArchiveEntry(owner, id, contact, last[1], last[2])
+
     def sent(event: StanzaEvent) -> Coroutine[Any, Any, None] | None:
-        """Outbound: the sender's copy, as sent."""
+        """Outbound: the sender's copy."""
         stanza = event.stanza
         owner, contact = event.from_jid.bare, event.to_jid.bare
         if owner == contact or not worth_keeping(stanza):
@@ -105,21 +118,19 @@ def setup(mod: ModuleAPI) -> None:
         if verdict.__class__ is CoroutineType:
             return keep_sent(event, verdict)  # type: ignore[arg-type]
         if verdict:
-            archiver.add(ArchiveEntry(owner.text, store.new_id(), contact.text, fragment.dump(stanza), body_of(stanza)))
+            archiver.add(entry(owner.text, store.new_id(), contact.text, stanza))
         return None
 
     async def keep_sent(event: StanzaEvent, verdict: Coroutine[Any, Any, bool]) -> None:
         if await verdict:
-            stanza = event.stanza
-            entry = ArchiveEntry(event.from_jid.bare.text, store.new_id(), event.to_jid.bare.text, fragment.dump(stanza), body_of(stanza))
-            archiver.add(entry)
+            archiver.add(entry(event.from_jid.bare.text, store.new_id(), event.to_jid.bare.text, event.stanza))
 
     def received(event: StanzaEvent) -> Coroutine[Any, Any, None] | None:
         """Inbound to an online user: the recipient's copy, and the stanza-id on what is delivered."""
         owner = event.to_jid.bare
         if not worth_keeping(event.stanza) or not router.is_online(owner):
             # Not archived, or not yet: with nobody online, message/offline decides, once the account is known.
-            event.stanza = stamped(event.stanza, owner.text, None)
+            event.stanza = unclaimed(event.stanza, owner.text)
             return None
         verdict = wanted(owner.text, event.from_jid.bare.text)
         if verdict.__class__ is CoroutineType:
@@ -132,12 +143,13 @@ def setup(mod: ModuleAPI) -> None:
 
     def keep_received(event: StanzaEvent, verdict: bool) -> None:
         owner = event.to_jid.bare.text
+        clean = unclaimed(event.stanza, owner)
         if not verdict:
-            event.stanza = stamped(event.stanza, owner, None)
+            event.stanza = clean
             return
         id = store.new_id()
-        event.stanza = copy = stamped(event.stanza, owner, id)
-        archiver.add(ArchiveEntry(owner, id, event.from_jid.bare.text, fragment.dump(copy), body_of(copy)))
+        archiver.add(entry(owner, id, event.from_jid.bare.text, clean))
+        event.stanza = with_stanza_id(clean, owner, id)
 
     async def offline(event: StanzaEvent) -> None:
         """Inbound to a user with no resource that takes it: archived before offline storage keeps it,
@@ -181,7 +193,7 @@ def setup(mod: ModuleAPI) -> None:
     # --- preferences -------------------------------------------------------------------
     async def prefs_of(owner: str) -> Prefs:
         data = await prefs_store.get(owner)
-        return Prefs(mod.option(DEFAULT_POLICY)) if data is None else load_prefs(data)
+        return Prefs(default_policy) if data is None else load_prefs(data)
 
     async def get_prefs(event: StanzaEvent) -> Element:
         return (await prefs_of(event.to_jid.bare.text)).to_element()

@@ -68,28 +68,35 @@ def body_of(stanza: Element) -> str | None:
     return stanza.child_text("body", NS_CLIENT)
 
 
-def stamped(stanza: Element, archive: str, id: str | None) -> Element:
-    """The stanza as delivered: without stanza-ids that claim to be ``archive``'s (XEP-0359 §3:
-    only the archive itself says what its ids are), and with ours when it was archived."""
-    children = [
-        c for c in stanza.children
-        if not (c.__class__ is Element and c.ns == NS_SID and c.name == "stanza-id" and c.attrs.get("by") == archive)  # type: ignore[union-attr]
-    ]
-    if id is None and len(children) == len(stanza.children):
-        return stanza
-    copy = stanza.shallow_copy()
-    copy.children = children
-    if id is not None:
-        children.append(Element("stanza-id", NS_SID, {"by": archive, "id": id}))
-    return copy
+def _claims(child: Element | str, archive: str) -> bool:
+    return (
+        child.__class__ is Element
+        and child.ns == NS_SID  # type: ignore[union-attr]
+        and child.name == "stanza-id"  # type: ignore[union-attr]
+        and child.attrs.get("by") == archive  # type: ignore[union-attr]
+    )
 
 
 def claims_archive(stanza: Element, archive: str) -> bool:
     """Whether the stanza carries a stanza-id of this archive."""
-    return any(
-        c.__class__ is Element and c.ns == NS_SID and c.name == "stanza-id" and c.attrs.get("by") == archive  # type: ignore[union-attr]
-        for c in stanza.children
-    )
+    return any(_claims(c, archive) for c in stanza.children)
+
+
+def unclaimed(stanza: Element, archive: str) -> Element:
+    """The stanza without stanza-ids that claim to be ``archive``'s (XEP-0359 §3: only the archive
+    says what its ids are, so one a sender put there is removed); the stanza itself when it has none."""
+    if not claims_archive(stanza, archive):
+        return stanza
+    copy = stanza.shallow_copy()
+    copy.children = [c for c in stanza.children if not _claims(c, archive)]
+    return copy
+
+
+def with_stanza_id(stanza: Element, archive: str, id: str) -> Element:
+    """A copy of an unclaimed stanza carrying the archive's id (the element given is left alone)."""
+    copy = stanza.shallow_copy()
+    copy.children = [*stanza.children, Element("stanza-id", NS_SID, {"by": archive, "id": id})]
+    return copy
 
 
 # --- preferences (XEP-0313 §6) ------------------------------------------------------------
