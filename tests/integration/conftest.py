@@ -19,6 +19,7 @@ import pytest_asyncio
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from browser_fixtures import browser, converse_dist, screenshots  # noqa: E402,F401  (one Chromium for every browser test)
 from sakari_process import Account, SakariServer  # noqa: E402
 from xmpp_harness import Client, login  # noqa: E402
 

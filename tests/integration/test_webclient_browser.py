@@ -2,36 +2,23 @@
 
 Two users open the server's page, log in over WebSocket (RFC 7395) and chat
 both ways. Screenshots of each step are saved in the test's temporary
-directory (the path is printed) to look at. What the browser needs is
-installed here when missing (Chromium from Debian, Converse.js from npm);
-in CI (CI set) a missing piece fails the test instead of skipping it.
+directory (the path is printed) to look at. The browser and Converse.js
+come from the session-wide fixtures of browser_fixtures.py.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
-import subprocess
 import zlib
-from collections.abc import Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
-from sakari.modules import webclient
 from sakari.settings import DEFAULT_MODULES
-from sakari_process import DOMAIN, REPO_ROOT
+from sakari_process import DOMAIN
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 WAIT_MS = 20000
 
 
@@ -51,46 +38,10 @@ enabled = {list(DEFAULT_MODULES) + ["webclient", "upload"]!r}
 """
 
 
-def _require(what: str, present: Callable[[], bool], apt_package: str) -> None:
-    """Install a missing piece from Debian when we can; fail loudly in CI, skip elsewhere."""
-    if not present() and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", apt_package], check=False, capture_output=True)
-    if present():
-        return
-    message = f"{what} is needed for the browser test (apt-get install {apt_package})"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def converse_dist() -> Path:
-    _require("npm", lambda: shutil.which("npm") is not None, "npm")
-    return webclient.install(REPO_ROOT / webclient.DEFAULT_CACHE)
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def browser():
-    """One Chromium for the whole test session; Playwright gives it a fresh profile directory of its own."""
-    _require("Chromium", lambda: os.access(CHROMIUM, os.X_OK), "chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        yield chromium
-        await chromium.close()
-
-
 @pytest.fixture(scope="module")
 def web_server(spawn_server, converse_dist):
     with spawn_server("webclient", CONFIG, accounts=4) as srv:
         yield srv
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    print(f"screenshots in {tmp_path}")
-    return tmp_path
 
 
 async def open_client(browser, base: str, account, errors: list[str]):
