@@ -34,6 +34,10 @@ try:
 except ImportError:  # pragma: no cover - matrix-nio is in the test extra
     nio = None
 
+# The first test also bears the session's set-up: on a fresh machine, pip installing Synapse and
+# matridge into their environments takes a minute or two, beyond the suite's default of 120 s.
+pytestmark = pytest.mark.timeout(600)
+
 GATEWAY = "matrix.localhost"
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = NS_MUC + "#user"
