@@ -85,3 +85,17 @@ async def test_a_logged_in_user_changes_the_password_in_band(reg_server, session
     with pytest.raises(LoginFailed):
         await login(reg_server, account)
     await xmpp.login(Account(account.jid, "a brand new password"), resource="again")
+
+
+async def test_an_administrators_invitation_makes_an_administrator(reg_server, session_for):
+    xmpp = session_for(reg_server)
+    command = f"<command xmlns='{NS_COMMANDS}' node='urn:xmpp:invite#create-account' action='execute'/>"
+    plain = await xmpp.login()
+    assert (await plain.iq_error("set", command, to="localhost"))[0] == "forbidden"
+    token = token_of(invite(reg_server, "--admin", "--uses", "2")[1])
+    assert await register_in_band(reg_server, "boss", "a good password", token) is None
+    boss = await xmpp.login(Account("boss@localhost", "a good password"))
+    result = await boss.iq("set", command, to="localhost")
+    assert any("?register;preauth=" in (v.text or "") for v in result.iter(f"{{{NS_DATA}}}value"))
+    # Two uses: a second administrator.
+    assert await register_in_band(reg_server, "boss2", "a good password", token) is None
