@@ -149,6 +149,12 @@ class Session:
         """End the session (and its stream, with a stream error if given)."""
         self.manager.close(self, error)
 
+    def end_connection(self, error: StreamError | None = None) -> None:
+        """End only the connection (a client that stopped answering): a session that waits to be resumed
+        (stream management) survives it, any other ends with it."""
+        if self.connection is not None:
+            self.connection.close_stream(error)
+
     # --- input ----------------------------------------------------------------
     def receive(self, item: Any) -> None:
         """A stanza or event from the client, handled in order (see SessionManager.receive)."""

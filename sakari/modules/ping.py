@@ -44,7 +44,8 @@ def setup(mod: ModuleAPI) -> None:
             await mod.request(iq, session.jid, JID("", session.host), timeout)
         except TimeoutError:
             mod.log.info("event=ping-timeout session=%s", session)
-            session.close(StreamError("connection-timeout", "no answer to ping"))
+            # The connection is dead, not necessarily the session: a phone with stream management resumes it.
+            session.end_connection(StreamError("connection-timeout", "no answer to ping"))
         finally:
             pinging.discard(session)
 

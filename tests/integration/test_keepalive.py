@@ -4,7 +4,8 @@ one that does not is dropped with connection-timeout (and its contacts see it le
 import pytest
 
 from raw_xmpp import RawStream, stream_error_in
-from xmpp_harness import NS_CLIENT, q
+from sm_client import NS_SM, SmClient
+from xmpp_harness import NS_CLIENT, describe, q
 
 pytestmark = pytest.mark.asyncio
 
@@ -58,3 +59,31 @@ async def test_session_that_ignores_pings_is_dropped_with_connection_timeout(pin
     await next_ping(stream)
     rest = await stream.read_until_closed(timeout=10)
     assert stream_error_in(rest) == "connection-timeout"
+
+
+SM_CONFIG = CONFIG + """
+[modules]
+enabled = ["roster", "presence", "offline", "disco", "ping", "time", "last", "vcard", "private", "blocking",
+           "contact_info", "smacks"]
+"""
+
+
+@pytest.fixture(scope="module")
+def ping_sm_server(spawn_server):
+    with spawn_server("ping-sm-server", SM_CONFIG, accounts=4) as srv:
+        yield srv
+
+
+async def test_a_session_with_stream_management_that_ignores_pings_loses_its_connection_not_itself(ping_sm_server):
+    """A phone that went silent (a dead network) keeps its session for resumption, as after any cut."""
+    account = ping_sm_server.new_account()
+    client = await SmClient.login(ping_sm_server, account)
+    enabled = await client.enable()
+    await client.send("<presence/>")
+    ping = await next_ping(client.stream)
+    assert ping.get("type") == "get"
+    rest = await client.stream.read_until_closed(timeout=10)
+    assert stream_error_in(rest) == "connection-timeout"
+    resumed = await client.resume(ping_sm_server, account, enabled.get("id"), 0)
+    assert resumed.tag == q(NS_SM, "resumed"), describe(resumed)
+    client.close()
