@@ -96,9 +96,19 @@ class SakariServer:
             "--http-port", str(self.http_port),
             "--s2s-port", str(self.s2s_port),
         ]
-        if self.config_path is not None:
-            args += ["--config", str(self.config_path)]
+        args += ["--config", str(self._config_for_run())]
         return args
+
+    def _config_for_run(self) -> Path:
+        """The test's configuration, with federation off unless the test configures it: a server that
+        federates would ask DNS about every other domain a test writes to, and tests talk to loopback only."""
+        text = self.config_path.read_text() if self.config_path is not None else ""
+        if "[s2s]" in text or "s2s." in text:
+            assert self.config_path is not None
+            return self.config_path
+        path = self.data_dir.parent / f"{self.data_dir.name}.run.toml"
+        path.write_text(text + "\n[s2s]\nenabled = false\n")
+        return path
 
     def start(self, timeout: float = 30) -> None:
         args = self.serve_args()
