@@ -320,6 +320,11 @@ class StreamManagement:
         """For other modules: whether the client of this session acknowledges what it receives."""
         return PROP in session.props
 
+    def unacknowledged(self, session: Session) -> list[Element]:
+        """For other modules: what this session's client has not acknowledged yet (push wakes it for these)."""
+        state: AckState | None = session.props.get(PROP)
+        return [stanza for stanza, _ in state.queue] if state is not None else []
+
     def watch(self, session: Session, stanza: Element, fn: Callable[[], Any]) -> bool:
         """For other modules: call ``fn`` once the client acknowledged ``stanza``, just sent to it.
 
