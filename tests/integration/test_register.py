@@ -82,9 +82,24 @@ async def test_a_logged_in_user_changes_the_password_in_band(reg_server, session
     await client.iq("set", f"<query xmlns='{NS_REGISTER}'><username>{account.localpart}</username>"
                            "<password>a brand new password</password></query>")
     await other.expect_disconnect()  # whoever knew the old password is logged out
+    await client.ping_server()  # the device that changed it stays
+    assert client.connected
     with pytest.raises(LoginFailed):
         await login(reg_server, account)
     await xmpp.login(Account(account.jid, "a brand new password"), resource="again")
+
+
+async def test_an_operator_may_keep_users_from_changing_their_password(make_server, session_for):
+    srv = make_server(CONFIG + "allow_password_change = false\n", name="register-fixed", accounts=2)
+    xmpp = session_for(srv)
+    account = xmpp.account()
+    client = await xmpp.login(account)
+    form = await client.iq("get", f"<query xmlns='{NS_REGISTER}'/>")
+    assert form.find(f"{{{NS_REGISTER}}}query/{{{NS_REGISTER}}}password") is None
+    condition, _ = await client.iq_error("set", f"<query xmlns='{NS_REGISTER}'><username>{account.localpart}</username>"
+                                                "<password>a brand new password</password></query>")
+    assert condition == "not-allowed"
+    await xmpp.login(account, resource="again")  # the old password still works
 
 
 async def test_an_administrators_invitation_makes_an_administrator(reg_server, session_for):

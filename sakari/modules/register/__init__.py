@@ -33,7 +33,14 @@ from sakari.jid import JID
 from sakari.modules.adhoc import Command, Done, Request, add_field, form
 from sakari.modules.register.account import AccountPages
 from sakari.modules.register.pages import InvitePages
-from sakari.modules.register.service import OPEN, USERS_MAY_INVITE, Links, Registration, RegistrationRefused
+from sakari.modules.register.service import (
+    ALLOW_PASSWORD_CHANGE,
+    OPEN,
+    USERS_MAY_INVITE,
+    Links,
+    Registration,
+    RegistrationRefused,
+)
 from sakari.modules.register.tokens import Invite
 from sakari.xml import ns as NS
 from sakari.xml.element import Element
@@ -110,7 +117,8 @@ class SignedIn:
         query = Element("query", NS_REGISTER)
         query.add("registered")
         query.add("username", text=event.from_jid.local)
-        query.add("password")
+        if self.registration.mod.option(ALLOW_PASSWORD_CHANGE, host=event.from_jid.domain):
+            query.add("password")  # §3.3: the fields offered are the ones that may be changed
         return query
 
     async def set(self, event: StanzaEvent) -> bool:

@@ -42,6 +42,10 @@ INVITE_EXPIRY = declare(
     "register.invite_expiry", 604800, "Seconds an invitation made by a user or an ad-hoc command stays valid (7 days).",
     positive,
 )
+ALLOW_PASSWORD_CHANGE = declare(
+    "register.allow_password_change", True, "Users may change their password themselves, from their client "
+    "(XEP-0077) or on the account page. Off where an operator hands out and manages passwords.",
+)
 MIN_PASSWORD = declare("register.min_password_length", 8, "Shortest password a new account may have.", non_negative)
 
 
@@ -155,6 +159,8 @@ class Registration:
 
     async def change_password(self, jid: JID, password: str, keep: Session | None = None) -> None:
         """Set a new password and end the account's other sessions (whoever knew the old one is logged out)."""
+        if not self.mod.option(ALLOW_PASSWORD_CHANGE, host=jid.domain):
+            raise RegistrationRefused("not-allowed", "passwords on this server are changed by its administrators")
         creds = await self._derive(password)
         await self.mod.storage.accounts.set_credentials(str(jid.bare), creds)
         for session in self.mod.sessions.sessions_of(jid.bare):
