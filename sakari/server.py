@@ -110,6 +110,7 @@ class Server:
             ),
             pre_bind=self.ctx.pre_bind,
             pre_auth=self.ctx.pre_auth,
+            bind_inline=self.ctx.bind_inline,
         )
         self.listeners.declare(Listener("c2s", S.C2S_PORT, lambda: C2SConnection(self.port, False)))
         self.listeners.declare(Listener("c2s-tls", S.C2S_TLS_PORT, lambda: C2SConnection(self.port, True), direct_tls=True))
@@ -251,8 +252,10 @@ class Server:
             load_module(self.ctx, name)
         if any(c["privileges"] for c in self.config[S.COMPONENTS]):
             load_module(self.ctx, "privilege")  # granted in the configuration, so wanted without a second line
+        self.port.token_store = self.ctx.token_store
         self.port.settings = dataclasses.replace(
-            self.port.settings, pre_bind=frozenset(self.ctx.pre_bind), pre_auth=frozenset(self.ctx.pre_auth)
+            self.port.settings, pre_bind=frozenset(self.ctx.pre_bind), pre_auth=frozenset(self.ctx.pre_auth),
+            bind_inline=tuple(sorted(self.ctx.bind_inline)), fast=self.ctx.token_store is not None,
         )
         if self.config[s2s.ENABLED]:
             self.federation = s2s.build(

@@ -19,14 +19,17 @@ from sakari.config import Config, Option
 from sakari.core.events import Events, Handler
 from sakari.core.hosts import Host, Hosts, ServiceHandler
 from sakari.core.router import REQUEST_TIMEOUT, Router
-from sakari.core.session import Filter
+from sakari.core.session import Filter, Session
 from sakari.core.sessions import PreAuthHandler, PreBindHandler, SessionManager
 from sakari.core.tasks import Tasks
 from sakari.jid import JID, JIDError, parse_jid, prep_domain
 from sakari.storage.base import Storage
+from sakari.stream.sasl2 import TokenStore
 from sakari.xml.element import Element
 
 T = TypeVar("T")
+# Enables a feature that a Bind 2 request (XEP-0386) names, once the session is bound; answers what goes in <bound/>.
+BindInlineHandler = Callable[[Session, Element], Element | None]
 
 MODULE_PACKAGE = "sakari.modules"
 
@@ -59,6 +62,8 @@ class ServerContext:
     stream_features: list[Callable[[bool], Element | None]] = field(default_factory=list)
     pre_bind: dict[tuple[str, str], PreBindHandler] = field(default_factory=dict)
     pre_auth: dict[tuple[str, str], PreAuthHandler] = field(default_factory=dict)
+    bind_inline: dict[str, BindInlineHandler] = field(default_factory=dict)  # by namespace
+    token_store: TokenStore | None = None  # FAST tokens, from the module that keeps them
     granted_admins: set[JID] = field(default_factory=set)  # administrators by invitation (XEP-0401), beside ``admins``
     services: dict[str, Any] = field(default_factory=dict)
     # Set by the composition root: declare a listener (name, port option, protocol factory, direct TLS).
@@ -142,6 +147,18 @@ class ModuleAPI:
         if (ns, name) in self.ctx.pre_bind:
             raise ValueError(f"<{name} xmlns='{ns}'/> before bind is already taken")
         self.ctx.pre_bind[ns, name] = handler
+
+    def add_bind_inline(self, ns: str, handler: BindInlineHandler) -> None:
+        """Let clients enable this feature inside their Bind 2 request (XEP-0386), as ``<feature var=ns/>``: the
+        handler gets the bound session and the request's element in ``ns``, and answers what goes in
+        ``<bound/>`` (or None). It must not send anything itself: ``<success/>`` is not written yet."""
+        if ns in self.ctx.bind_inline:
+            raise ValueError(f"{ns} is already enabled inline in Bind 2")
+        self.ctx.bind_inline[ns] = handler
+
+    def set_token_store(self, store: TokenStore) -> None:
+        """Take FAST token logins (XEP-0484) with this store."""
+        self.ctx.token_store = store
 
     def add_pre_auth(self, ns: str, name: str, handler: PreAuthHandler) -> None:
         """Take an iq get/set with this payload from a client that has not authenticated (XEP-0077 in-band

@@ -1,6 +1,7 @@
 """XEP-0280 Message Carbons: copies of a user's chats to the user's other online resources.
 
-- §4/§5 enable and disable per resource; the choice is a flag on the resource in the router.
+- §4/§5 enable and disable per resource; the choice is a flag on the resource in the router. Enabling
+  may also come inside a Bind 2 request (XEP-0386 §3.2: it always succeeds, nothing is answered).
 - §6 what is copied (``urn:xmpp:carbons:rules:0``): chat messages, normal messages with a body,
   MUC private messages, XEP-0353 call signalling, and errors bounced from an account's bare JID;
   never groupchat, headline, messages marked ``<private/>`` or with the XEP-0334 ``<no-copy/>`` hint,
@@ -74,14 +75,20 @@ class Carbons:
 
     # --- enabling ---------------------------------------------------------------
     def enable(self, event: StanzaEvent) -> bool | None:
-        session = event.origin
-        if session is None:
+        if event.origin is None:
             return None
+        self.enable_for(event.origin)
+        return True
+
+    def enable_inline(self, session: Session, element: Element) -> None:
+        if element.name == "enable":
+            self.enable_for(session)
+
+    def enable_for(self, session: Session) -> None:
         self.router.mark(session, FLAG)
         for other in self.mod.sessions.sessions_of(session.bare):
             if other is not session or self.wanted_elsewhere(session):
                 self.add_filters(other)
-        return True
 
     def disable(self, event: StanzaEvent) -> bool | None:
         if event.origin is None:
@@ -159,3 +166,4 @@ def setup(mod: ModuleAPI) -> None:
         mod.hook(f"iq-set/{target}/{NS_CARBONS}:enable", carbons.enable)
         mod.hook(f"iq-set/{target}/{NS_CARBONS}:disable", carbons.disable)
     mod.hook(E.SESSION_BOUND, carbons.session_bound)
+    mod.add_bind_inline(NS_CARBONS, carbons.enable_inline)

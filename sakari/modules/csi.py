@@ -6,7 +6,8 @@ Anything else (a message with a body, XEP-0353 call signalling, an iq, a subscri
 goes out at once, after what was held, so that the client sees everything in order. ``<active/>``
 releases what was held. A client with more than ``csi.max_held`` held stanzas gets them all.
 
-The filter is added to a session only when its client first says it is inactive.
+The filter is added to a session only when its client first says it is inactive. A client may
+give its first state inside its Bind 2 request (XEP-0386), so that it starts inactive.
 """
 
 from __future__ import annotations
@@ -80,11 +81,19 @@ class Csi:
         self.mod = mod
 
     def nonza(self, event: NonzaEvent) -> bool | None:
-        element, session = event.element, event.session
+        element = event.element
         if element.ns != NS_CSI or element.name not in ("active", "inactive"):
             return None
+        self.set_state(event.session, element.name)
+        return True
+
+    def inline(self, session: Session, element: Element) -> None:
+        if element.name in ("active", "inactive"):
+            self.set_state(session, element.name)
+
+    def set_state(self, session: Session, name: str) -> None:
         state: ClientState | None = session.props.get(PROP)
-        if element.name == "inactive":
+        if name == "inactive":
             if state is None:
                 state = session.props[PROP] = ClientState()
                 session.outbound.add(self.filter, FILTER_PRIORITY)
@@ -92,7 +101,6 @@ class Csi:
         elif state is not None:
             state.inactive = False
             self.release(session, state)
-        return True
 
     def filter(self, session: Session, stanza: Element) -> Element | None:
         state: ClientState = session.props[PROP]
@@ -116,3 +124,4 @@ def setup(mod: ModuleAPI) -> None:
     csi = Csi(mod)
     mod.add_stream_feature(lambda authenticated: Element("csi", NS_CSI) if authenticated else None)
     mod.hook(E.STREAM_NONZA, csi.nonza)
+    mod.add_bind_inline(NS_CSI, csi.inline)

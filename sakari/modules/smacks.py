@@ -1,7 +1,8 @@
 """XEP-0198 Stream Management: acknowledgements, resumption and redelivery for client streams.
 
 - §3 ``<enable/>`` after binding, with resumption when asked; before binding it fails with
-  ``unexpected-request``, as does a second ``<enable/>``.
+  ``unexpected-request``, as does a second ``<enable/>``. It may also come inside a Bind 2 request
+  (XEP-0386), whose ``<bound/>`` then carries the answer.
 - §4 acks: the client's stanzas are counted by an inbound filter, ours by an outbound filter
   that keeps each one until acknowledged. We ask for an ack (``<r/>``) once per turn of the
   event loop in which something was sent, and again after an ack that left some unacknowledged.
@@ -167,10 +168,11 @@ class StreamManagement:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # --- enabling -----------------------------------------------------------------
-    def enable(self, session: Session, element: Element) -> None:
+    def enable(self, session: Session, element: Element) -> Element:
+        """``<enabled/>``, or ``<failed/>`` for a second request; the caller sends it (as a nonza, or in Bind 2's
+        ``<bound/>``)."""
         if PROP in session.props:
-            session.send_unfiltered(bytes(failed("unexpected-request", text="stream management is already enabled")))
-            return
+            return failed("unexpected-request", text="stream management is already enabled")
         resume = element.attrs.get("resume") in ("true", "1")
         state = AckState(secrets.token_urlsafe(18) if resume else None, self.mod.option(MAX_QUEUE, host=session.host))
         session.props[PROP] = state
@@ -184,7 +186,10 @@ class StreamManagement:
                 timeout = float(asked)
             session.detach_timeout = timeout
             enabled.attrs.update({"id": state.resume_id or "", "resume": "true", "max": str(int(timeout))})
-        session.send_unfiltered(bytes(enabled))
+        return enabled
+
+    def enable_inline(self, session: Session, element: Element) -> Element | None:
+        return self.enable(session, element) if element.name == "enable" else None
 
     # --- counting -------------------------------------------------------------------
     def count_inbound(self, session: Session, stanza: Element) -> Element:
@@ -223,7 +228,7 @@ class StreamManagement:
         state: AckState | None = session.props.get(PROP)
         name = element.name
         if name == "enable":
-            self.enable(session, element)
+            session.send_unfiltered(bytes(self.enable(session, element)))
         elif state is None:
             pass  # <r/> and <a/> before enabling mean nothing; ignored as other servers do
         elif name == "r":
@@ -342,6 +347,7 @@ def setup(mod: ModuleAPI) -> None:
     mod.add_stream_feature(lambda authenticated: Element("sm", NS_SM) if authenticated else None)
     mod.add_pre_bind(NS_SM, "resume", sm.resume)
     mod.add_pre_bind(NS_SM, "enable", sm.enable_before_bind)
+    mod.add_bind_inline(NS_SM, sm.enable_inline)
     mod.hook(E.STREAM_NONZA, sm.nonza)
     mod.hook(E.SESSION_CLOSED, sm.session_closed)
     mod.hook(E.SESSION_DETACHED, sm.session_detached)

@@ -3,8 +3,9 @@
 TCP (:mod:`sakari.net.c2s`), WebSocket (:mod:`sakari.net.websocket`) and
 BOSH (:mod:`sakari.net.bosh`) differ only in how bytes move. The side
 effects of negotiation — credential look-ups, password checks off the event
-loop, binding, pre-bind elements (stream resumption), the authentication
-deadline, the rate limit, closing — are the same for all and live here once.
+loop, FAST token checks, binding (also Bind 2's, with its inline features),
+pre-bind elements (stream resumption), the authentication deadline, the rate
+limit, closing — are the same for all and live here once.
 A transport subclasses :class:`StreamDriver` and supplies how to write what
 the stream produced (``_flush_stream``), how to end the transport
 (``_finish``, ``abort``) and, if it can, how to upgrade to TLS.
@@ -26,14 +27,17 @@ from sakari.stream.c2s import (
     BindRequest,
     C2SStream,
     CheckPassword,
+    CheckToken,
     NeedCredentials,
     NonzaReceived,
     PreAuthReceived,
     PreBindReceived,
+    Sasl2Succeeded,
     StanzaReceived,
     StartTLS,
     StreamEnded,
 )
+from sakari.stream.sasl2 import NS_BIND2, TokenCheck
 from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError, StreamError, error_reply
 
@@ -136,6 +140,10 @@ class StreamDriver:
                 self.port.tasks.spawn_eager(self._pre_auth(ev.iq))
             elif cls is PreBindReceived:
                 self.port.tasks.spawn_eager(self._pre_bind(ev.element))
+            elif cls is CheckToken:
+                self.port.tasks.spawn_eager(self._check_token(ev))
+            elif cls is Sasl2Succeeded:
+                self.port.tasks.spawn_eager(self._sasl2_succeeded(ev))
             elif cls is StreamEnded:
                 if ev.error is not None:
                     log.info("event=stream-error condition=%s text=%r session=%s", ev.error.condition, ev.error.text, self.session)
@@ -159,6 +167,49 @@ class StreamDriver:
         ok = await self.loop.run_in_executor(None, check_password, ev.creds, ev.password)
         if not self._closed:
             self._handle(self.stream.password_checked(ok))
+
+    async def _check_token(self, ev: CheckToken) -> None:
+        store = self.port.token_store
+        creds = await self.port.credentials(f"{ev.user}@{self.stream.domain}")
+        if creds is None or store is None:
+            check = TokenCheck(False)  # no account, or a disabled one: like a wrong token
+        else:
+            check = await store.check(ev.user, self.stream.domain, ev.client_id, ev.mechanism, creds, ev.verify)
+        if not self._closed:
+            self._handle(self.stream.token_checked(check))
+
+    async def _sasl2_succeeded(self, ev: Sasl2Succeeded) -> None:
+        """What SASL2's <success/> carries: FAST tokens first (their storage is the only wait), then Bind 2 and
+        its inline features, at once before <success/>, so nothing reaches the session in between."""
+        extra: list[Element] = []
+        store, request, host = self.port.token_store, ev.request, self.stream.domain
+        if store is not None and request.client_id is not None:
+            if ev.token_used is not None and request.invalidate_token:
+                await store.invalidate(ev.user, host, request.client_id)
+            mechanism = request.request_token
+            if mechanism is None and ev.rotate_token and not request.invalidate_token:
+                mechanism = ev.token_used
+            if mechanism is not None:
+                creds = await self.port.credentials(f"{ev.user}@{host}")
+                if creds is not None:
+                    extra.append(await store.issue(ev.user, host, request.client_id, mechanism, creds))
+        if self._closed:
+            return
+        jid = None
+        if ev.resource is not None and request.bind is not None:
+            session = self.session = self.port.sessions.bind(ev.user, host, ev.resource, self)
+            session.last_active = self.last_active
+            self._authorized()
+            bound = Element("bound", NS_BIND2)
+            for child in request.bind.children:
+                handler = self.port.bind_inline.get(child.ns) if child.__class__ is Element else None  # type: ignore[union-attr]
+                if handler is not None:
+                    answer = handler(session, child)  # type: ignore[arg-type]
+                    if answer is not None:
+                        bound.children.append(answer)
+            extra.insert(0, bound)
+            jid = session.jid
+        self._handle(self.stream.sasl2_done(jid, extra))
 
     def _bind(self, resource: str | None) -> None:
         assert self.stream.user is not None

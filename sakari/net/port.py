@@ -12,11 +12,13 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from sakari.core.session import Session
 from sakari.core.sessions import PreAuthHandler, PreBindHandler, SessionManager
 from sakari.core.tasks import Tasks
 from sakari.credentials import Credentials
 from sakari.net.transport import FlowControl
-from sakari.stream.c2s import StreamSettings
+from sakari.stream.c2s import FeaturesCache, StreamSettings
+from sakari.stream.sasl2 import TokenStore
 from sakari.xml.element import Element
 
 
@@ -43,6 +45,8 @@ class ClientPort:
     channel_bindings: dict[str, bytes] = field(default_factory=dict)
     pre_bind: dict[tuple[str, str], PreBindHandler] = field(default_factory=dict)
     pre_auth: dict[tuple[str, str], PreAuthHandler] = field(default_factory=dict)
-    features_cache: dict[tuple[bool, bool, tuple[str, ...]], bytes] = field(default_factory=dict)
+    bind_inline: dict[str, Callable[[Session, Element], Element | None]] = field(default_factory=dict)
+    token_store: TokenStore | None = None
+    features_cache: FeaturesCache = field(default_factory=dict)
     connections: set[object] = field(default_factory=set)  # the open ones, for idle parser release and shutdown
     all_closed: asyncio.Event | None = None  # set when the last connection closes (during shutdown)

@@ -4,7 +4,9 @@ Bytes go in through :meth:`C2SStream.receive`, which returns events for the
 network layer and the core; bytes to write come out of
 :meth:`C2SStream.data_to_send`. Negotiation follows the RFC's order:
 header → (STARTTLS → header) → SASL → header → resource binding → stanzas.
-Each state accepts a fixed set of top-level elements (the table in
+SASL2 (XEP-0388, :mod:`sakari.stream.sasl2`) is offered beside it and runs the same mechanisms; it has
+no restart, and may bind (Bind 2, XEP-0386) and hand out FAST tokens (XEP-0484) as it succeeds:
+header → (STARTTLS → header) → SASL2 [+ bind] → stanzas. Each state accepts a fixed set of top-level elements (the table in
 ``_ACCEPTS``); anything else is a stream error by construction. How the
 stream is framed on its transport (TCP, WebSocket) is the framing's job
 (:mod:`sakari.stream.framing`), so the same negotiation serves them all.
@@ -23,6 +25,20 @@ from sakari.credentials import Credentials, decoy
 from sakari.jid import JID, JIDError, prep_domain, prep_local, prep_resource
 from sakari.stream.framing import Framing, TcpFraming
 from sakari.stream.sasl import Identity, SaslFailure, ScramServer, parse_plain
+from sakari.stream.sasl2 import (
+    HT_MECHANISMS,
+    NS_BIND2,
+    NS_FAST,
+    NS_SASL2,
+    HashedToken,
+    Sasl2Request,
+    TokenCheck,
+    bind2_resource,
+    data_element,
+    failure_element,
+    parse_authenticate,
+)
+from sakari.stream.sasl2 import decode as sasl2_decode
 from sakari.xml import ns as NS
 from sakari.xml.element import Element, escape_text
 from sakari.xml.errors import StanzaError, StreamError, error_reply
@@ -57,8 +73,32 @@ class CheckPassword:
 
 
 @dataclass(slots=True)
+class CheckToken:
+    """FAST: ask the token store whether a token of ``client_id`` for ``mechanism`` passes ``verify``; then
+    call :meth:`C2SStream.token_checked`."""
+
+    user: str
+    mechanism: str
+    client_id: str
+    verify: Callable[[bytes], bool]
+
+
+@dataclass(slots=True)
 class Authenticated:
     user: str
+
+
+@dataclass(slots=True)
+class Sasl2Succeeded:
+    """SASL2 authenticated ``user``: bind ``resource`` (None: no Bind 2 request) with the request's inline
+    features, issue or drop FAST tokens, then call :meth:`C2SStream.sasl2_done` with what goes in
+    ``<success/>``."""
+
+    user: str
+    request: Sasl2Request
+    resource: str | None
+    token_used: str | None  # the FAST mechanism of the token this login used
+    rotate_token: bool  # the token store wants the client to get a new one
 
 
 @dataclass(slots=True)
@@ -102,8 +142,8 @@ class StreamEnded:
 
 
 Event = (
-    StartTLS | NeedCredentials | CheckPassword | Authenticated | BindRequest | PreBindReceived | PreAuthReceived
-    | StanzaReceived | NonzaReceived | StreamEnded
+    StartTLS | NeedCredentials | CheckPassword | CheckToken | Authenticated | Sasl2Succeeded | BindRequest
+    | PreBindReceived | PreAuthReceived | StanzaReceived | NonzaReceived | StreamEnded
 )
 
 
@@ -111,10 +151,11 @@ class State(Enum):
     HEADER = auto()  # waiting for the client's stream header (after each restart)
     FEATURES = auto()  # features sent before authentication: STARTTLS or SASL
     TLS = auto()  # <proceed/> sent; the driver is upgrading the transport
-    SASL_LOOKUP = auto()  # waiting for the driver's credentials (or, for PLAIN, its password check)
+    SASL_LOOKUP = auto()  # waiting for the driver's credentials (or its PLAIN password or FAST token check)
     SASL_RESPONSE = auto()  # challenge sent, waiting for the client's response
+    SASL2_RESPONSE = auto()  # the same in SASL2, whose elements have their own namespace
     BIND = auto()  # authenticated, waiting for resource binding
-    BIND_PENDING = auto()  # the driver decides on the resource, or on a registered pre-bind element
+    BIND_PENDING = auto()  # the driver binds, or decides on a pre-bind element or on what SASL2's success carries
     READY = auto()  # stanzas flow
     CLOSED = auto()
 
@@ -134,12 +175,16 @@ class StreamSettings:
     domains: frozenset[str] = frozenset()  # every domain with local accounts (virtual hosts); empty: just ``domain``
     pre_bind: frozenset[tuple[str, str]] = frozenset()  # (namespace, name) of elements modules take before bind
     pre_auth: frozenset[tuple[str, str]] = frozenset()  # (namespace, name) of iq payloads modules take before SASL
+    sasl2: bool = True  # offer XEP-0388 beside RFC 6120 SASL
+    bind_inline: tuple[str, ...] = ()  # namespaces of features modules enable inside a Bind 2 request
+    fast: bool = False  # a token store takes FAST (XEP-0484) logins
 
     def serves(self, domain: str) -> bool:
         return domain == self.domain or domain in self.domains
 
 
 FeatureProvider = Callable[[bool], list[Element]]  # argument: authenticated?
+FeaturesCache = dict[tuple[bool, bool, bool, tuple[str, ...]], bytes]  # by (authenticated, bound, TLS, bindings)
 
 
 class C2SStream:
@@ -148,7 +193,7 @@ class C2SStream:
         settings: StreamSettings,
         direct_tls: bool = False,
         extra_features: FeatureProvider | None = None,
-        features_cache: dict[tuple[bool, bool, tuple[str, ...]], bytes] | None = None,
+        features_cache: FeaturesCache | None = None,
         framing: Framing | None = None,
     ) -> None:
         self.settings = settings
@@ -167,6 +212,10 @@ class C2SStream:
         self._events: list[Event] = []
         self._header_sent = False
         self._sasl: ScramServer | None = None
+        self._sasl2: Sasl2Request | None = None  # while a SASL2 exchange runs, and until its success is sent
+        self._token: HashedToken | None = None  # a FAST login
+        self._rotate_token = False
+        self._additional: bytes | None = None  # the mechanism's last message, for SASL2's <success/>
         self._plain_password: str | None = None
         self._identity: Identity | None = None
         self._auth_failures = 0
@@ -243,7 +292,7 @@ class C2SStream:
                 creds = decoy(self.settings.decoy_secret, self._pending_user or "", self.settings.decoy_iterations)
             if self._sasl is not None:
                 self._challenge(self._sasl.first(creds))
-                self.state = State.SASL_RESPONSE
+                self.state = State.SASL2_RESPONSE if self._sasl2 is not None else State.SASL_RESPONSE
             else:
                 self._events.append(CheckPassword(creds, self._plain_password or ""))
                 self._plain_password = None
@@ -259,6 +308,36 @@ class C2SStream:
             self._succeed(None)
         else:
             self._fail_or_close(SaslFailure("not-authorized"))
+        return self._replay()
+
+    def token_checked(self, check: TokenCheck) -> list[Event]:
+        if self.state is State.CLOSED:
+            return []  # the client left while the store looked
+        assert self.state is State.SASL_LOOKUP and self._token is not None
+        if check.ok and self._token.key is not None:  # only a key that verified the proof lets the client in
+            self._rotate_token = check.rotate
+            self._succeed(self._token.responder())
+        else:
+            self._fail_or_close(SaslFailure(check.condition))
+        return self._replay()
+
+    def sasl2_done(self, jid: JID | None, extra: list[Element]) -> list[Event]:
+        """Send SASL2's ``<success/>`` with ``extra`` (Bind 2's ``<bound/>``, a FAST ``<token/>``) and the
+        features of the authenticated stream; with ``jid`` (bound), stanzas flow at once."""
+        if self.state is State.CLOSED:
+            return []
+        assert self.state is State.BIND_PENDING and self._sasl2 is not None and self.user is not None
+        success = Element("success", NS_SASL2)
+        if self._additional:
+            success.children.append(data_element("additional-data", self._additional))
+        identity = str(jid) if jid is not None else f"{self.user}@{self.domain}"
+        success.add("authorization-identifier", NS_SASL2, text=identity)
+        success.children.extend(extra)
+        self._out.append(bytes(success))
+        self._sasl2 = None
+        self._additional = None
+        self.jid = jid
+        self._send_features(bound=jid is not None)
         return self._replay()
 
     def _fail_or_close(self, failure: SaslFailure) -> None:
@@ -343,16 +422,16 @@ class C2SStream:
             self.framing.header({"from": self.domain, "id": self.stream_id, "version": "1.0", "xml:lang": "en"})
         )
 
-    def _send_features(self) -> None:
+    def _send_features(self, bound: bool = False) -> None:
         authenticated = self.user is not None
-        self.state = State.BIND if authenticated else State.FEATURES
-        key = (authenticated, self.tls_active, tuple(self.channel_bindings))
+        self.state = State.READY if bound else State.BIND if authenticated else State.FEATURES
+        key = (authenticated, bound, self.tls_active, tuple(self.channel_bindings))
         cached = self.features_cache.get(key)
         if cached is None:
-            cached = self.features_cache[key] = self._features()
+            cached = self.features_cache[key] = self._features(bound)
         self._out.append(cached)
 
-    def _features(self) -> bytes:
+    def _features(self, bound: bool) -> bytes:
         features = Element("features", NS.STREAMS)
         s = self.settings
         if self.user is None:
@@ -364,16 +443,39 @@ class C2SStream:
                 mechs = features.add("mechanisms", NS.SASL)
                 for mech in self._mechanisms():
                     mechs.add("mechanism", NS.SASL, text=mech)
+                if s.sasl2:
+                    features.children.append(self._sasl2_feature())
+                # XEP-0440, for both SASL profiles
                 if self.channel_bindings:
                     cb = features.add("sasl-channel-binding", NS.SASL_CB)
                     for name in self.channel_bindings:
                         cb.add("channel-binding", NS.SASL_CB, {"type": name})
-        else:
+        elif not bound:
             features.add("bind", NS.BIND)
             features.add("session", NS.SESSION).add("optional", NS.SESSION)
         if self.extra_features is not None:
             features.children.extend(self.extra_features(self.user is not None))
         return self.framing.wrap("features", features.children)
+
+    def _sasl2_feature(self) -> Element:
+        authentication = Element("authentication", NS_SASL2)
+        for mech in self._mechanisms():
+            authentication.add("mechanism", NS_SASL2, text=mech)
+        inline = authentication.add("inline", NS_SASL2)
+        bind_features = inline.add("bind", NS_BIND2).add("inline", NS_BIND2)
+        for var in self.settings.bind_inline:
+            bind_features.add("feature", NS_BIND2, {"var": var})
+        fast_mechs = self._fast_mechanisms()
+        if fast_mechs:
+            fast = inline.add("fast", NS_FAST)
+            for mech in fast_mechs:
+                fast.add("mechanism", NS_FAST, text=mech)
+        return authentication
+
+    def _fast_mechanisms(self) -> list[str]:
+        if not self.settings.fast or not self.tls_active:
+            return []  # a token crosses only a confidential stream (XEP-0484 §6)
+        return [m for m, binding in HT_MECHANISMS.items() if binding is None or binding in self.channel_bindings]
 
     def _mechanisms(self) -> list[str]:
         mechs = []
@@ -448,36 +550,57 @@ class C2SStream:
 
     def _auth(self, el: Element) -> None:
         try:
-            if self.settings.require_encryption and not self.tls_active:
-                raise SaslFailure("encryption-required")
-            mech = el.attrs.get("mechanism", "")
-            if mech not in self._mechanisms():
-                raise SaslFailure("invalid-mechanism")
-            initial = _decode_payload(el.text)
-            if mech == "PLAIN":
-                self._sasl = None
-                if not initial:
-                    self._challenge(b"")
-                    self.state = State.SASL_RESPONSE
-                    return
-                self._start_plain(initial)
-            else:
-                hash_name = "SHA-256" if mech.startswith("SCRAM-SHA-256") else "SHA-1"
-                self._sasl = ScramServer(hash_name, mech.endswith("-PLUS"), self.channel_bindings)
-                if not initial:
-                    self._challenge(b"")
-                    self.state = State.SASL_RESPONSE
-                    return
-                self._lookup(self._sasl.start(initial))
+            self._start(el.attrs.get("mechanism", ""), _decode_payload(el.text))
         except SaslFailure as f:
             self._fail(f)
+
+    def _authenticate(self, el: Element) -> None:
+        """SASL2: the same mechanisms as ``<auth/>`` (and FAST's), with what the client wants once authenticated."""
+        try:
+            self._sasl2 = request = parse_authenticate(el)
+            if request.request_token not in self._fast_mechanisms():
+                request.request_token = None  # a token is only for a mechanism we offer (XEP-0484 §3.2)
+            if request.mechanism in HT_MECHANISMS:
+                self._start_token(request)
+            else:
+                self._start(request.mechanism, request.initial)
+        except SaslFailure as f:
+            self._fail(f)
+
+    def _start(self, mech: str, initial: bytes | None) -> None:
+        if self.settings.require_encryption and not self.tls_active:
+            raise SaslFailure("encryption-required")
+        if mech not in self._mechanisms():
+            raise SaslFailure("invalid-mechanism")
+        if mech == "PLAIN":
+            self._sasl = None
+        else:
+            hash_name = "SHA-256" if mech.startswith("SCRAM-SHA-256") else "SHA-1"
+            self._sasl = ScramServer(hash_name, mech.endswith("-PLUS"), self.channel_bindings)
+        if not initial:
+            self._challenge(b"")
+            self.state = State.SASL2_RESPONSE if self._sasl2 is not None else State.SASL_RESPONSE
+        elif self._sasl is None:
+            self._start_plain(initial)
+        else:
+            self._lookup(self._sasl.start(initial))
+
+    def _start_token(self, request: Sasl2Request) -> None:
+        """FAST: one message, checked by the driver's token store against this client's tokens."""
+        if request.mechanism not in self._fast_mechanisms():
+            raise SaslFailure("invalid-mechanism")
+        if request.client_id is None:
+            raise SaslFailure("not-authorized", "a token login needs the client's <user-agent id=…>")
+        self._token = HashedToken(request.mechanism, self.channel_bindings)
+        identity = self._token.start(request.initial or b"")
+        self._lookup(identity, token=True)
 
     def _start_plain(self, message: bytes) -> None:
         identity, password = parse_plain(message)
         self._plain_password = password
         self._lookup(identity)
 
-    def _lookup(self, identity: Identity) -> None:
+    def _lookup(self, identity: Identity, token: bool = False) -> None:
         try:
             user = prep_local(identity.username)
         except JIDError:
@@ -487,11 +610,15 @@ class C2SStream:
         self._identity = identity
         self._pending_user = user
         self.state = State.SASL_LOOKUP
-        self._events.append(NeedCredentials(user))
+        if token:
+            assert self._token is not None and self._sasl2 is not None and self._sasl2.client_id is not None
+            self._events.append(CheckToken(user, self._token.mechanism, self._sasl2.client_id, self._token.verify))
+        else:
+            self._events.append(NeedCredentials(user))
 
     def _response(self, el: Element) -> None:
         try:
-            data = _decode_payload(el.text)
+            data = _decode_payload(el.text) if self._sasl2 is None else sasl2_decode(el.text)
             if self._sasl is None:
                 self._start_plain(data)
             elif self._identity is None:
@@ -505,23 +632,45 @@ class C2SStream:
         self._fail(SaslFailure("aborted"))
 
     def _challenge(self, data: bytes) -> None:
+        if self._sasl2 is not None:
+            self._out.append(bytes(data_element("challenge", data)))
+            return
         self._out.append(f"<challenge xmlns='{NS.SASL}'>{base64.b64encode(data).decode()}</challenge>".encode())
 
     def _succeed(self, additional: bytes | None) -> None:
-        payload = base64.b64encode(additional).decode() if additional else ""
-        self._out.append(f"<success xmlns='{NS.SASL}'>{payload}</success>".encode())
         self.user = self._pending_user
         self._sasl = None
         self._identity = None
         self._events.append(Authenticated(self.user))
-        self._restart()
+        request = self._sasl2
+        if request is None:
+            payload = base64.b64encode(additional).decode() if additional else ""
+            self._out.append(f"<success xmlns='{NS.SASL}'>{payload}</success>".encode())
+            self._restart()
+            return
+        # SASL2: no restart; <success/> waits for what the driver binds and issues (sasl2_done).
+        self._additional = additional
+        resource = None
+        if request.bind is not None:
+            random_part = secrets.token_urlsafe(6)
+            tag = request.bind.child_text("tag", NS_BIND2) or ""
+            resource = bind2_resource(self.settings.decoy_secret, self.user, request.client_id, tag, random_part)
+        token_used = self._token.mechanism if self._token is not None else None
+        self._token = None
+        self.state = State.BIND_PENDING
+        self._events.append(Sasl2Succeeded(self.user, request, resource, token_used, self._rotate_token))
 
     def _fail(self, failure: SaslFailure) -> None:
         self._sasl = None
         self._identity = None
         self._plain_password = None
-        text = f"<text xml:lang='en'>{escape_text(failure.text)}</text>" if failure.text else ""
-        self._out.append(f"<failure xmlns='{NS.SASL}'><{failure.condition}/>{text}</failure>".encode())
+        self._token = None
+        if self._sasl2 is not None:
+            self._sasl2 = None
+            self._out.append(bytes(failure_element(failure)))
+        else:
+            text = f"<text xml:lang='en'>{escape_text(failure.text)}</text>" if failure.text else ""
+            self._out.append(f"<failure xmlns='{NS.SASL}'><{failure.condition}/>{text}</failure>".encode())
         self.state = State.FEATURES
         if failure.condition != "aborted":
             self._auth_failures += 1
@@ -576,5 +725,8 @@ _ACCEPTS: dict[tuple[State, str, str], Callable[[C2SStream, Element], None]] = {
     (State.FEATURES, NS.SASL, "auth"): C2SStream._auth,
     (State.SASL_RESPONSE, NS.SASL, "response"): C2SStream._response,
     (State.SASL_RESPONSE, NS.SASL, "abort"): C2SStream._abort,
+    (State.FEATURES, NS_SASL2, "authenticate"): C2SStream._authenticate,
+    (State.SASL2_RESPONSE, NS_SASL2, "response"): C2SStream._response,
+    (State.SASL2_RESPONSE, NS_SASL2, "abort"): C2SStream._abort,
     (State.BIND, NS.CLIENT, "iq"): C2SStream._iq_before_bind,
 }
