@@ -23,6 +23,7 @@ from test_c2s_negotiation import (
     SASL_CB,
     STREAMS,
     Client,
+    WsClient,
     q,
 )
 
@@ -356,3 +357,19 @@ def test_a_malformed_fast_message_fails() -> None:
     c.send(authenticate("HT-SHA-256-NONE", b"juliet-without-proof"))
     assert sasl2_failure(c.last()) == "malformed-request"
 
+
+
+def test_sasl2_with_bind2_over_websocket_needs_no_new_open() -> None:
+    c = WsClient(decoy_secret=SECRET, bind_inline=INLINE)
+    features = c.open()
+    assert features.find(q(SASL2, "authentication")) is not None  # the transport is TLS already
+    events, failure, _ = scram(c, inner=BIND_REQUEST)
+    assert failure is None
+    header = c.server_header
+    frames_before = c.stream.frames_to_send()
+    assert frames_before == []
+    c.stream.sasl2_done(JID("juliet", DOMAIN, succeeded(events).resource), [])
+    success, features = (ET.fromstring(frame) for frame in c.stream.frames_to_send())  # one message each
+    assert success.tag == q(SASL2, "success") and features.tag == q(STREAMS, "features")
+    assert c.server_header is header
+    assert [type(e) for e in c.send("<message xmlns='jabber:client' to='romeo@example.net'/>")] == [StanzaReceived]
