@@ -7,8 +7,16 @@ import xml.etree.ElementTree as ET
 from xml.sax.saxutils import quoteattr
 
 import pytest
-
-from mam_helpers import NS_MAM, NS_SID, form, mam_config, mam_query, query_payload, rsm, stanza_id
+from mam_helpers import (
+    NS_MAM,
+    NS_SID,
+    form,
+    mam_config,
+    mam_query,
+    query_payload,
+    rsm,
+    stanza_id,
+)
 from xmpp_harness import Client, q
 
 DOMAIN = "localhost"

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from mam_helpers import form, mam_config, mam_query, rsm, stanza_id
 from sakari_process import Account
+
 from sakari.credentials import derive
 from sakari.storage.postgres import PostgresStorage
 

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 from mam_helpers import mam_config, mam_query, rsm
+
 from sakari.storage.base import ArchiveEntry
 from sakari.storage.sqlite import SqliteStorage
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from sakari.modules.mam.query import FULLTEXT_FIELD, Query, fin, form_fields, parse_query, parse_time, result_message
+from sakari.modules.mam.query import (
+    FULLTEXT_FIELD,
+    Query,
+    fin,
+    form_fields,
+    parse_query,
+    parse_time,
+    result_message,
+)
 from sakari.storage.base import ArchiveItem, ArchivePage
 from sakari.xml import fragment
 from sakari.xml.element import Element

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from sakari.modules.mam.rules import Prefs, claims_archive, load_prefs, parse_prefs, unclaimed, with_stanza_id, worth_keeping
+from sakari.modules.mam.rules import (
+    Prefs,
+    claims_archive,
+    load_prefs,
+    parse_prefs,
+    unclaimed,
+    with_stanza_id,
+    worth_keeping,
+)
 from sakari.xml import fragment
 from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError

@@ -6,9 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_storage_contract import (  # noqa: F401
+    CREDS_A,
+    JULIET,
+    NURSE,
+    ROMEO,
+    backend,
+    postgres_database,
+    storage,
+)
 
 from sakari.storage.base import ArchiveEntry, Storage
-from test_storage_contract import CREDS_A, JULIET, NURSE, ROMEO, backend, postgres_database, storage  # noqa: F401
 
 T0 = 1_700_000_000.0
 

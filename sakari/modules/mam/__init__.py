@@ -27,9 +27,23 @@ from sakari.core import events as E
 from sakari.core.events import ServerEvent, StanzaEvent
 from sakari.core.modules import ModuleAPI
 from sakari.modules.mam.archiver import Archiver
-from sakari.modules.mam.query import NS_FULLTEXT, form_fields, parse_query, precise_stamp
+from sakari.modules.mam.query import (
+    NS_FULLTEXT,
+    form_fields,
+    parse_query,
+    precise_stamp,
+)
 from sakari.modules.mam.rules import (
-    NS_MAM, NS_SID, Prefs, body_of, claims_archive, load_prefs, parse_prefs, unclaimed, with_stanza_id, worth_keeping,
+    NS_MAM,
+    NS_SID,
+    Prefs,
+    body_of,
+    claims_archive,
+    load_prefs,
+    parse_prefs,
+    unclaimed,
+    with_stanza_id,
+    worth_keeping,
 )
 from sakari.modules.mam.serve import find_page, send_page
 from sakari.modules.util import payload, refuse

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from sakari.jid import JIDError, parse_jid
 from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError
-from sakari.jid import JIDError, parse_jid
 
 NS_MAM = "urn:xmpp:mam:2"
 NS_SID = "urn:xmpp:sid:0"
