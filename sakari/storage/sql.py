@@ -184,6 +184,17 @@ class SqlDatabase(ABC):
     # Full-text search of archives: a condition on the archive table with one placeholder, for
     # which text_argument(words) gives the value; every word must occur, in any case.
     text_condition: str
+    # A search with few matches over every archive is fastest read from them, by row number, rather
+    # than from the owner's items: text_matches counts them (one placeholder, for text_argument),
+    # up to text_few, and unindexed() keeps the planner off the owner's indexes. None where the
+    # backend's planner weighs a search itself.
+    text_matches: str | None = None
+    text_few = 0
+
+    @staticmethod
+    def unindexed(column: str) -> str:
+        return column
+
     # What a write that appends archive items ends with, to index their text (where the backend's
     # index does not follow the table by itself).
     archive_indexing: tuple[Statement, ...] = ()

@@ -342,9 +342,14 @@ class SqlArchive:
         start: float | None,
         end: float | None,
         ids: Sequence[str] | None,
-        text: str | None,
+        words: list[str] | None,
+        text_led: bool,
     ) -> tuple[list[str], list[Any]]:
-        conditions, args = ["name = ?", "owner = ?"], [self.name, owner]
+        if text_led:  # off the owner's indexes: the planner reads the search's matches by row number
+            conditions = [f"{self.db.unindexed('name')} = ?", f"{self.db.unindexed('owner')} = ?"]
+        else:
+            conditions = ["name = ?", "owner = ?"]
+        args: list[Any] = [self.name, owner]
         if with_jid is not None:
             conditions.append("with_jid = ?")
             args.append(with_jid)
@@ -357,14 +362,20 @@ class SqlArchive:
         if ids is not None:
             conditions.append(f"seq IN ({', '.join('?' for _ in ids) or 'NULL'})")
             args.extend(parse_id(i) for i in ids)
-        if text is not None:
-            words = _WORD.findall(text)
+        if words is not None:
             if words:
                 conditions.append(self.db.text_condition)
                 args.append(self.db.text_argument(words))
             else:
                 conditions.append("1 = 0")  # nothing to find: nothing found
         return conditions, args
+
+    async def _few_matches(self, words: list[str]) -> bool:
+        """Whether a search matches few items over every archive, where the backend asks."""
+        if not words or self.db.text_matches is None:
+            return False
+        (rows,) = await self.db.read((self.db.text_matches, (self.db.text_argument(words),)))
+        return int(rows[0][0]) < self.db.text_few
 
     async def query(
         self,
@@ -381,7 +392,8 @@ class SqlArchive:
         reverse: bool = False,
         count: bool = False,
     ) -> ArchivePage:
-        conditions, args = self._where(owner, with_jid, start, end, ids, text)
+        words = None if text is None else _WORD.findall(text)
+        conditions, args = self._where(owner, with_jid, start, end, ids, words, await self._few_matches(words or []))
         whole, whole_args = " AND ".join(conditions), list(args)
         if after_id is not None:
             conditions.append("seq > ?")

@@ -188,3 +188,20 @@ async def test_archive_rows_copied_in_bulk_are_searchable(storage: Storage) -> N
     assert _numbers(await archive.query(JULIET, text="copied")) == [5]
     await archive.append(JULIET, ROMEO, b"<m n='7'/>", T0, "words appended later")
     assert _numbers(await archive.query(JULIET, text="words")) == [5, 7]
+
+
+async def test_rare_and_common_words_find_the_same_pages_whichever_way_they_are_read(storage: Storage) -> None:
+    archive = storage.archive("mam")
+    # Over 2,000 matches of "common" in other archives, so that SQLite reads that word from the owner's items.
+    await archive.append_many([ArchiveEntry(ROMEO, archive.new_id(), NURSE, b"<m n='0'/>", "common") for _ in range(2100)])
+    await archive.append_many(
+        [ArchiveEntry(JULIET, archive.new_id(), NURSE if n % 3 else ROMEO, f"<m n='{n}'/>".encode(), f"common word{n % 5}")
+         for n in range(30)]
+    )
+    for word, expected in (("common", list(range(30))), ("word2", [2, 7, 12, 17, 22, 27])):
+        assert _numbers(await archive.query(JULIET, text=word, limit=100)) == expected
+        last = await archive.query(JULIET, text=word, limit=4, reverse=True, count=True)
+        assert _numbers(last) == expected[-4:] and last.count == len(expected)
+        after = await archive.query(JULIET, text=word, after_id=last.first, limit=2)
+        assert _numbers(after) == expected[-3:-1]
+    assert _numbers(await archive.query(JULIET, text="word2", with_jid=ROMEO)) == [12, 27]
