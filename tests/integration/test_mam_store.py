@@ -86,3 +86,18 @@ async def test_messages_older_than_the_retention_period_are_deleted(make_server,
         assert (await storage.archive("mam").query(bob.jid, text="old")).items == []
     finally:
         await storage.close()
+
+
+async def test_what_was_delivered_before_a_shutdown_is_in_the_archive_after_it(make_server, session_for) -> None:
+    srv = make_server(mam_config(), accounts=2)
+    session = session_for(srv)
+    alice, bob = await session.login(), await session.login()
+    bodies = [f"before the restart {i}" for i in range(200)]
+    for body in bodies:
+        alice.message(bob.bare, body)
+    await bob.expect_message(bodies[-1])
+    assert srv.stop() == 0  # at once: the last archive writes may still be queued
+    srv.start()
+    client = await session_for(srv).login(bob.account)
+    assert (await mam_query(client, rsm(max=100, before=""))).bodies == bodies[100:]
+    assert (await mam_query(client, rsm(max=0))).rsm("count") == "200"
