@@ -138,8 +138,17 @@ SCRAM_ITERATIONS = declare("auth.scram_iterations", 10000, "PBKDF2 iterations fo
 STORAGE_BACKEND = declare("storage.backend", "sqlite", "Where data lives. \"sqlite\": one file in the data directory; \"postgresql\": a database server at storage.url.")
 
 DEFAULT_MODULES = [
-    "roster", "presence", "offline", "disco", "ping", "time", "last", "vcard", "private", "blocking",
-    "contact_info",
+    # The core of instant messaging (RFC 6121) and the server's own services.
+    "roster", "presence", "offline", "disco", "caps", "ping", "time", "last", "vcard", "vcard_legacy", "private",
+    "blocking", "contact_info",
+    # Phones and several devices: stream management, carbons, client state, the archive, push, fast logins.
+    "smacks", "carbons", "csi", "mam", "push", "fast",
+    # End-to-end encryption, avatars, bookmarks (PEP), and a pubsub service.
+    "pep", "bookmarks", "pubsub",
+    # Group chat, file sharing and calls.
+    "muc", "upload", "proxy65", "extdisco",
+    # The web client, invitations and registration by invitation, the account page, admin commands.
+    "webclient", "register", "admin_commands",
 ]
 MODULES = declare(
     "modules.enabled",
