@@ -21,7 +21,7 @@ from sakari.config import Config, declare, positive
 from sakari.errors import StartError
 from sakari.storage.cache import CACHE_OWNERS
 from sakari.storage.registry import URL, Backend, register
-from sakari.storage.sql import Many, Results, SqlDatabase, Statement, migrations_for, migrations_to_run
+from sakari.storage.sql import TEXT_FEW, Many, Results, SqlDatabase, Statement, migrations_for, migrations_to_run
 from sakari.storage.stores import SqlStorage
 
 POOL_SIZE = declare(
@@ -75,6 +75,7 @@ async def _run(conn: Any, statements: Sequence[Statement]) -> Results:
 class PostgresDatabase(SqlDatabase):
     # "text IS NOT NULL" lets the planner use the partial index.
     text_condition = "text IS NOT NULL AND to_tsvector('simple', text) @@ plainto_tsquery('simple', ?)"
+    text_matches = f"SELECT count(*) FROM (SELECT 1 FROM archive WHERE {text_condition} LIMIT {TEXT_FEW}) AS matches"
 
     @staticmethod
     def text_argument(words: list[str]) -> str:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sakari.credentials import Credentials, ScramKeys
 from sakari.storage.base import ArchiveEntry, ArchiveItem, ArchivePage, RosterItem
 from sakari.storage.cache import CachedBlocklist, CachedRoster, OwnerCache
-from sakari.storage.sql import TABLES, Many, SqlDatabase, Statement
+from sakari.storage.sql import TABLES, TEXT_FEW, Many, SqlDatabase, Statement
 
 T = TypeVar("T")
 
@@ -345,8 +345,8 @@ class SqlArchive:
         words: list[str] | None,
         text_led: bool,
     ) -> tuple[list[str], list[Any]]:
-        if text_led:  # off the owner's indexes: the planner reads the search's matches by row number
-            conditions = [f"{self.db.unindexed('name')} = ?", f"{self.db.unindexed('owner')} = ?"]
+        if text_led:  # expressions, which no index serves: the planner starts from the search's matches
+            conditions = ["(name || '') = ?", "(owner || '') = ?"]
         else:
             conditions = ["name = ?", "owner = ?"]
         args: list[Any] = [self.name, owner]
@@ -371,11 +371,11 @@ class SqlArchive:
         return conditions, args
 
     async def _few_matches(self, words: list[str]) -> bool:
-        """Whether a search matches few items over every archive, where the backend asks."""
-        if not words or self.db.text_matches is None:
+        """Whether a search matches few items over every archive (see SqlDatabase.text_matches)."""
+        if not words:
             return False
         (rows,) = await self.db.read((self.db.text_matches, (self.db.text_argument(words),)))
-        return int(rows[0][0]) < self.db.text_few
+        return int(rows[0][0]) < TEXT_FEW
 
     async def query(
         self,
