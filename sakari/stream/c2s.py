@@ -23,7 +23,7 @@ from enum import Enum, auto
 
 from sakari.credentials import Credentials, decoy
 from sakari.jid import JID, JIDError, prep_domain, prep_local, prep_resource
-from sakari.stream.framing import Framing, TcpFraming
+from sakari.stream.framing import Framing, TcpFraming, answer_starttls
 from sakari.stream.sasl import Identity, SaslFailure, ScramServer, parse_plain
 from sakari.stream.sasl2 import (
     HT_MECHANISMS,
@@ -541,10 +541,7 @@ class C2SStream:
         )
 
     def _starttls(self, el: Element) -> None:
-        if self.tls_active or not self.settings.tls_available:
-            self._out.append(f"<failure xmlns='{NS.TLS}'/>".encode())
-            raise StreamError("undefined-condition", "STARTTLS is not available")
-        self._out.append(f"<proceed xmlns='{NS.TLS}'/>".encode())
+        answer_starttls(self._out, not self.tls_active and self.settings.tls_available)
         self.state = State.TLS
         self._events.append(StartTLS())
 

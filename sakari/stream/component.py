@@ -26,25 +26,20 @@ from enum import Enum, auto
 from typing import Any
 
 from sakari.jid import JIDError, prep_domain
-from sakari.stream.framing import TcpFraming
+from sakari.stream.framing import AliasParser, TcpFraming
 from sakari.xml import ns as NS
 from sakari.xml.element import Element
 from sakari.xml.errors import StreamError
-from sakari.xml.parser import StreamClosed, StreamOpened, StreamParser
+from sakari.xml.parser import StreamClosed, StreamOpened
 
 NS_ACCEPT = "jabber:component:accept"
-_ACCEPT_PREFIX = NS_ACCEPT + " "  # expat's "namespace name" form
-_CLIENT_PREFIX = NS.CLIENT + " "
 _STANZA_NAMES = frozenset(("message", "presence", "iq"))
 
 
-class AcceptParser(StreamParser):
+class AcceptParser(AliasParser):
     """Reads elements in jabber:component:accept as jabber:client (foreign namespaces are kept)."""
 
-    def _start(self, qname: str, attrs: dict[str, str]) -> None:
-        if qname.startswith(_ACCEPT_PREFIX):
-            qname = _CLIENT_PREFIX + qname[len(_ACCEPT_PREFIX):]
-        super()._start(qname, attrs)
+    alias = NS_ACCEPT + " "
 
 
 class ComponentFraming(TcpFraming):

@@ -24,6 +24,7 @@ from sakari.xml.parser import Event, StreamClosed, StreamOpened, StreamParser
 
 NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 _WS_HEADER = f"<framing xmlns='{NS_FRAMING}'>".encode()
+_CLIENT_PREFIX = NS.CLIENT + " "  # expat's "namespace name" form
 
 
 class Framing(Protocol):
@@ -88,6 +89,32 @@ class TcpFraming:
 
     def footer(self) -> bytes:
         return b"</stream:stream>"
+
+
+_TLS_PROCEED = f"<proceed xmlns='{NS.TLS}'/>".encode()
+_TLS_FAILURE = f"<failure xmlns='{NS.TLS}'/>".encode()
+
+
+def answer_starttls(out: list[bytes], available: bool) -> None:
+    """RFC 6120 §5.4.2, on a byte stream (c2s and s2s alike): ``<proceed/>`` where TLS can start now;
+    otherwise ``<failure/>``, and the stream ends with the StreamError this raises."""
+    if not available:
+        out.append(_TLS_FAILURE)
+        raise StreamError("undefined-condition", "STARTTLS is not available")
+    out.append(_TLS_PROCEED)
+
+
+class AliasParser(StreamParser):
+    """Reads the elements of a stream's own content namespace as jabber:client (foreign namespaces are kept), so
+    every module sees one namespace: s2s streams (jabber:server) and components (jabber:component:accept)."""
+
+    alias = ""  # a subclass names the namespace in expat's "namespace name" form: the namespace and a space
+
+    def _start(self, qname: str, attrs: dict[str, str]) -> None:
+        alias = self.alias
+        if qname.startswith(alias):
+            qname = _CLIENT_PREFIX + qname[len(alias):]
+        super()._start(qname, attrs)
 
 
 class WebSocketFraming:

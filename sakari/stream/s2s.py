@@ -33,28 +33,23 @@ from dataclasses import dataclass
 from enum import Enum, auto
 
 from sakari.jid import JIDError, parse_jid, prep_domain
-from sakari.stream.framing import TcpFraming
+from sakari.stream.framing import AliasParser, TcpFraming, answer_starttls
 from sakari.xml import ns as NS
 from sakari.xml.element import Element
 from sakari.xml.errors import StreamError
-from sakari.xml.parser import StreamClosed, StreamOpened, StreamParser
+from sakari.xml.parser import StreamClosed, StreamOpened
 
 NS_SERVER = "jabber:server"
 NS_DIALBACK = "jabber:server:dialback"
 NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
-_SERVER_PREFIX = NS_SERVER + " "  # expat's "namespace name" form
-_CLIENT_PREFIX = NS.CLIENT + " "
 _STANZA_NAMES = frozenset(("message", "presence", "iq"))
 MAX_PENDING_DIALBACK = 16  # unanswered <db:result/> on one stream
 
 
-class ServerParser(StreamParser):
+class ServerParser(AliasParser):
     """Reads elements in jabber:server as jabber:client (foreign namespaces are kept)."""
 
-    def _start(self, qname: str, attrs: dict[str, str]) -> None:
-        if qname.startswith(_SERVER_PREFIX):
-            qname = _CLIENT_PREFIX + qname[len(_SERVER_PREFIX):]
-        super()._start(qname, attrs)
+    alias = NS_SERVER + " "
 
 
 class ServerFraming(TcpFraming):
@@ -317,10 +312,7 @@ class InboundStream(_Stream):
             raise StreamError("unsupported-stanza-type", f"<{el.name}/> is not expected now")
 
     def _starttls(self, el: Element) -> None:
-        if self.tls_active or not self.settings.tls_available:
-            self._out.append(f"<failure xmlns='{NS.TLS}'/>".encode())
-            raise StreamError("undefined-condition", "STARTTLS is not available")
-        self._out.append(f"<proceed xmlns='{NS.TLS}'/>".encode())
+        answer_starttls(self._out, not self.tls_active and self.settings.tls_available)
         self.state = InState.TLS
         self._events.append(StartTLS())
 
