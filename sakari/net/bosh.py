@@ -15,7 +15,6 @@ body, or our closing of the stream, ends the session.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 from collections.abc import Callable
@@ -336,15 +335,9 @@ class BoshEndpoint:
     def _create(self, request: web.Request, rid: int, attrs: dict[str, str]) -> BoshSession:
         settings = self.port.settings
         framing = BoshFraming(settings.max_stanza_size, settings.max_depth)
-        stream = C2SStream(
-            dataclasses.replace(settings, tls_available=False),
-            self.origin.is_secure(request),
-            self.port.features,
-            self._features_cache,
-            framing,
+        stream = self.port.http_stream(
+            framing, self._features_cache, self.origin.is_secure(request), self.origin.tls_here(request)
         )
-        if self.origin.tls_here(request):
-            stream.channel_bindings = self.port.channel_bindings
         wait = min(max(_int(attrs, "wait", MAX_WAIT), 1), MAX_WAIT)
         hold = min(max(_int(attrs, "hold", 1), 1), MAX_HOLD)
         session = BoshSession(self.port, stream, rid, wait, hold, self._ended)

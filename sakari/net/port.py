@@ -8,6 +8,7 @@ can supply its own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from sakari.core.sessions import PreAuthHandler, PreBindHandler, SessionManager
 from sakari.core.tasks import Tasks
 from sakari.credentials import Credentials
 from sakari.net.transport import FlowControl
-from sakari.stream.c2s import FeaturesCache, StreamSettings
+from sakari.stream.c2s import C2SStream, FeaturesCache, StreamSettings
+from sakari.stream.framing import Framing
 from sakari.stream.sasl2 import TokenStore
 from sakari.xml.element import Element
 
@@ -50,3 +52,12 @@ class ClientPort:
     features_cache: FeaturesCache = field(default_factory=dict)
     connections: set[object] = field(default_factory=set)  # the open ones, for idle parser release and shutdown
     all_closed: asyncio.Event | None = None  # set when the last connection closes (during shutdown)
+
+    def http_stream(self, framing: Framing, features_cache: FeaturesCache, secure: bool, tls_here: bool) -> C2SStream:
+        """A client stream carried over HTTP (WebSocket, BOSH): no STARTTLS on it, confidential where ``secure``
+        (as the web origin judges the request), and the certificate's channel bindings only where TLS ends on
+        our own port (``tls_here``)."""
+        stream = C2SStream(dataclasses.replace(self.settings, tls_available=False), secure, self.features, features_cache, framing)
+        if tls_here:
+            stream.channel_bindings = self.channel_bindings
+        return stream

@@ -14,7 +14,6 @@ The queue is bounded like a TCP client's send buffer.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 
 from aiohttp import WSMsgType, web
@@ -151,14 +150,8 @@ class WebSocketEndpoint:
             raise web.HTTPBadRequest(text="XMPP over WebSocket needs the 'xmpp' subprotocol (RFC 7395 §3.1)\n")
         await ws.prepare(request)
         framing = WebSocketFraming(settings.max_stanza_size, settings.max_depth)
-        stream = C2SStream(
-            dataclasses.replace(settings, tls_available=False),
-            self.origin.is_secure(request),
-            self.port.features,
-            self._features_cache,
-            framing,
+        stream = self.port.http_stream(
+            framing, self._features_cache, self.origin.is_secure(request), self.origin.tls_here(request)
         )
-        if self.origin.tls_here(request):
-            stream.channel_bindings = self.port.channel_bindings
         await WebSocketConnection(self.port, stream, ws, request).run()
         return ws
