@@ -9,7 +9,8 @@ run to run, which wall-clock time on a shared machine does not:
 
     python -m bench.hotpath --messages 20000            # µs per message (noisy)
     python -m bench.hotpath --callgrind                 # instructions per message (exact)
-    python -m bench.hotpath --callgrind --modules smacks,carbons,csi   # with modules beyond the default ones
+    python -m bench.hotpath --callgrind --base core     # the core modules only: routing without the extensions
+    python -m bench.hotpath --callgrind --base core --modules mam      # the core and one extension's cost
     python -m bench.hotpath --callgrind --modules smacks,carbons --mobile  # clients using them
     py-spy record -o /tmp/hot.svg -- python -m bench.hotpath --messages 200000
 """
@@ -29,7 +30,7 @@ from typing import Any
 from sakari.config import Config
 from sakari.net.c2s import C2SConnection
 from sakari.server import Server
-from sakari.settings import DEFAULT_MODULES
+from sakari.settings import CORE_MODULES, DEFAULT_MODULES
 from sakari.stream.c2s import State
 
 HEADER = (
@@ -113,11 +114,12 @@ async def bound_client(server: Server, user: str, mobile: bool = False) -> tuple
 
 
 async def run(messages: int, chunk: int, quiet: bool, modules: list[str], mobile: bool) -> None:
+    """``modules``: the whole list to load; empty, the configuration's default."""
     with tempfile.TemporaryDirectory() as data_dir:
         config = Config({
             "data_dir": data_dir, "network.c2s_port": 0, "network.c2s_tls_port": 0, "network.http_port": 0,
             "c2s.require_encryption": False, "limits.c2s_rate_bytes": 0,
-            **({"modules.enabled": DEFAULT_MODULES + modules} if modules else {}),
+            **({"modules.enabled": modules} if modules else {}),
         })
         server = Server(config)
         await server.start()
@@ -150,7 +152,9 @@ def instructions(messages: int, chunk: int, modules: list[str], mobile: bool) ->
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.hotpath",
              "--messages", str(n), "--chunk", str(chunk), "--quiet",
-             *(["--modules", ",".join(modules)] if modules else []), *(["--mobile"] if mobile else [])],
+             # Every list made in main() starts with the core modules: the rest goes as extras to them.
+             *(["--base", "core", "--modules", ",".join(modules[len(CORE_MODULES):])] if modules else []),
+             *(["--mobile"] if mobile else [])],
             capture_output=True, text=True, check=True,
             env={**os.environ, "PYTHONHASHSEED": "0"},  # string hashing is randomized per process otherwise
         ).stderr
@@ -166,12 +170,15 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--chunk", type=int, default=4, help="messages per read, as they arrive from a socket")
     ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--modules", default="", help="modules to load besides the default ones, comma-separated")
+    ap.add_argument("--base", choices=("default", "core"), default="default",
+                    help="the modules to start from: the default list, or the core of instant messaging only")
+    ap.add_argument("--modules", default="", help="modules to load besides those of --base, comma-separated")
     ap.add_argument("--mobile", action="store_true", help="clients enable stream management (and ack) and carbons; "
                     "needs --modules smacks,carbons")
     ap.add_argument("--callgrind", action="store_true", help="count instructions per message (needs valgrind)")
     args = ap.parse_args()
-    modules = [m for m in args.modules.split(",") if m]
+    extra = [m for m in args.modules.split(",") if m]
+    modules = ((DEFAULT_MODULES if args.base == "default" else CORE_MODULES) + extra) if extra or args.base == "core" else []
     if args.callgrind:
         print(f"{instructions(min(args.messages, 2000), args.chunk, modules, args.mobile):,.0f} instructions per message")
         return

@@ -137,10 +137,12 @@ SCRAM_ITERATIONS = declare("auth.scram_iterations", 10000, "PBKDF2 iterations fo
 
 STORAGE_BACKEND = declare("storage.backend", "sqlite", "Where data lives. \"sqlite\": one file in the data directory; \"postgresql\": a database server at storage.url.")
 
+# The core of instant messaging (RFC 6121) and the server's own services.
+CORE_MODULES = [
+    "roster", "presence", "offline", "disco", "ping", "time", "last", "vcard", "private", "blocking", "contact_info",
+]
 DEFAULT_MODULES = [
-    # The core of instant messaging (RFC 6121) and the server's own services.
-    "roster", "presence", "offline", "disco", "caps", "ping", "time", "last", "vcard", "vcard_legacy", "private",
-    "blocking", "contact_info",
+    *CORE_MODULES, "caps", "vcard_legacy",
     # Phones and several devices: stream management, carbons, client state, the archive, push, fast logins.
     "smacks", "carbons", "csi", "mam", "push", "fast",
     # End-to-end encryption, avatars, bookmarks (PEP), and a pubsub service.

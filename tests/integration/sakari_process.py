@@ -100,14 +100,21 @@ class SakariServer:
         return args
 
     def _config_for_run(self) -> Path:
-        """The test's configuration, with federation off unless the test configures it: a server that
-        federates would ask DNS about every other domain a test writes to, and tests talk to loopback only."""
+        """The test's configuration, with federation off unless the test configures it (a server that
+        federates would ask DNS about every other domain a test writes to, and tests talk to loopback only),
+        and the file transfer proxy's fixed port off unless the test sets it."""
         text = self.config_path.read_text() if self.config_path is not None else ""
-        if "[s2s]" in text or "s2s." in text:
+        extra = ""
+        if "[s2s]" not in text and "s2s." not in text:
+            extra += "\n[s2s]\nenabled = false\n"
+        if "proxy65" not in text:
+            # The file transfer proxy listens on a fixed port (5000): one test server at a time could have it.
+            extra += "\n[proxy65]\nport = 0\n"
+        if not extra:
             assert self.config_path is not None
             return self.config_path
         path = self.data_dir.parent / f"{self.data_dir.name}.run.toml"
-        path.write_text(text + "\n[s2s]\nenabled = false\n")
+        path.write_text(text + extra)
         return path
 
     def start(self, timeout: float = 30) -> None:

@@ -57,12 +57,14 @@ async def test_an_account_exists_only_on_its_own_domain(make_server, session_for
         await session_for(srv).login(Account(f"carol@{DOMAIN}", "pw-carol-1"))
 
 
-async def test_disco_items_of_the_server_lists_no_services_by_default(xmpp):
+async def test_disco_items_of_the_server_lists_its_services(xmpp):
+    """The host table's services (group chat, pubsub, uploads…) are what disco#items of the domain lists."""
     client = await xmpp.login()
     result = await client.iq("get", f"<query xmlns='{NS_DISCO_ITEMS}'/>", to=DOMAIN)
     query = result.find(q(NS_DISCO_ITEMS, "query"))
     assert query is not None
-    assert query.findall(q(NS_DISCO_ITEMS, "item")) == []
+    listed = {item.get("jid") for item in query.findall(q(NS_DISCO_ITEMS, "item"))}
+    assert {f"conference.{DOMAIN}", f"pubsub.{DOMAIN}", f"upload.{DOMAIN}"} <= listed
 
 
 def test_serve_refuses_an_admin_that_is_not_a_bare_account_address(make_server):
