@@ -107,7 +107,7 @@ class SakariServer:
         extra = ""
         if "[s2s]" not in text and "s2s." not in text:
             extra += "\n[s2s]\nenabled = false\n"
-        if "proxy65" not in text:
+        if "[proxy65]" not in text and "proxy65.port" not in text:
             # The file transfer proxy listens on a fixed port (5000): one test server at a time could have it.
             extra += "\n[proxy65]\nport = 0\n"
         if not extra:
