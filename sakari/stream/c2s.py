@@ -24,6 +24,7 @@ from enum import Enum, auto
 from sakari.credentials import Credentials, decoy
 from sakari.jid import JID, JIDError, prep_domain, prep_local, prep_resource
 from sakari.stream.framing import Framing, TcpFraming, answer_starttls
+from sakari.stream.machine import StreamMachine, stream_version
 from sakari.stream.sasl import Identity, SaslFailure, ScramServer, parse_plain
 from sakari.stream.sasl2 import (
     HT_MECHANISMS,
@@ -42,7 +43,7 @@ from sakari.stream.sasl2 import decode as sasl2_decode
 from sakari.xml import ns as NS
 from sakari.xml.element import Element, escape_text
 from sakari.xml.errors import StanzaError, StreamError, error_reply
-from sakari.xml.parser import StreamClosed, StreamOpened
+from sakari.xml.parser import StreamOpened
 
 MAX_AUTH_ATTEMPTS = 3
 MAX_HELD = 64
@@ -187,7 +188,10 @@ FeatureProvider = Callable[[bool], list[Element]]  # argument: authenticated?
 FeaturesCache = dict[tuple[bool, bool, bool, tuple[str, ...]], bytes]  # by (authenticated, bound, TLS, bindings)
 
 
-class C2SStream:
+class C2SStream(StreamMachine[Event]):
+    CLOSED = State.CLOSED
+    ENDED = StreamEnded
+
     def __init__(
         self,
         settings: StreamSettings,
@@ -223,36 +227,9 @@ class C2SStream:
         self._held: list[Element] = []  # elements pipelined behind a request the driver still decides on
 
     # --- I/O ------------------------------------------------------------------
-    def receive(self, data: bytes) -> list[Event]:
-        if self.state is State.CLOSED:
-            return []
-        try:
-            for item in self.framing.feed(data):
-                if self.state is State.CLOSED:
-                    break
-                if item.__class__ is Element:
-                    self._element(item)  # type: ignore[arg-type]
-                elif isinstance(item, StreamOpened):
-                    self._header(item)
-                elif isinstance(item, StreamClosed):
-                    self.close()
-        except StreamError as e:
-            self.close(e)
-        events = self._events
-        self._events = []
-        return events
-
     def release_parser(self) -> bool:
         """Free the parser of an idle stream between stanzas (it returns with the next bytes)."""
         return self.state is State.READY and self.framing.release()
-
-    def data_to_send(self) -> bytes:
-        """What to write, as one byte string (a byte stream such as TCP)."""
-        if not self._out:
-            return b""
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
 
     def frames_to_send(self) -> list[bytes]:
         """What to write, one element (or header) each, for transports with messages (WebSocket)."""
@@ -261,17 +238,6 @@ class C2SStream:
 
     def send(self, stanza: Element) -> None:
         self._out.append(stanza.serialize(self.framing.stanza_ns).encode())
-
-    def close(self, error: StreamError | None = None) -> None:
-        if self.state is State.CLOSED:
-            return
-        if not self._header_sent:
-            self._send_header()
-        if error is not None:
-            self._out.append(self.framing.wrap("error", error.to_element().children))
-        self._out.append(self.framing.footer())
-        self.state = State.CLOSED
-        self._events.append(StreamEnded(error))
 
     # --- driver callbacks -----------------------------------------------------
     def tls_started(self, channel_bindings: dict[str, bytes]) -> None:
@@ -385,11 +351,6 @@ class C2SStream:
             self.close(e)
         return self._flush_events()
 
-    def _flush_events(self) -> list[Event]:
-        events = self._events
-        self._events = []
-        return events
-
     # --- the stream header ----------------------------------------------------
     def _header(self, opened: StreamOpened) -> None:
         if self.state is not State.HEADER:
@@ -409,7 +370,7 @@ class C2SStream:
         if opened.default_ns != NS.CLIENT:
             raise StreamError("invalid-namespace", "the content namespace must be jabber:client")
         version = opened.attrs.get("version", "0.9")
-        if _version(version) < (1, 0):
+        if stream_version(version) < (1, 0):
             raise StreamError("unsupported-version")
         if to is not None and domain != self.domain:
             raise StreamError("host-unknown", f"this server does not serve {to}")
@@ -707,14 +668,6 @@ def _decode_payload(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise SaslFailure("incorrect-encoding") from None
-
-
-def _version(text: str) -> tuple[int, int]:
-    major, _, minor = text.partition(".")
-    try:
-        return int(major), int(minor or 0)
-    except ValueError:
-        raise StreamError("unsupported-version") from None
 
 
 _ACCEPTS: dict[tuple[State, str, str], Callable[[C2SStream, Element], None]] = {

@@ -27,10 +27,11 @@ from typing import Any
 
 from sakari.jid import JIDError, prep_domain
 from sakari.stream.framing import AliasParser, TcpFraming
+from sakari.stream.machine import StreamMachine
 from sakari.xml import ns as NS
 from sakari.xml.element import Element
 from sakari.xml.errors import StreamError
-from sakari.xml.parser import StreamClosed, StreamOpened
+from sakari.xml.parser import StreamOpened
 
 NS_ACCEPT = "jabber:component:accept"
 _STANZA_NAMES = frozenset(("message", "presence", "iq"))
@@ -80,7 +81,10 @@ class State(Enum):
     CLOSED = auto()
 
 
-class ComponentStream:
+class ComponentStream(StreamMachine[Event]):
+    CLOSED = State.CLOSED
+    ENDED = StreamEnded
+
     def __init__(self, secrets_by_domain: Mapping[str, str], max_stanza_size: int = 262144, max_depth: int = 64) -> None:
         self.secrets = secrets_by_domain  # domain → shared secret, from the configuration
         self.framing = ComponentFraming(max_stanza_size, max_depth)
@@ -92,48 +96,11 @@ class ComponentStream:
         self._events: list[Event] = []
 
     # --- I/O ------------------------------------------------------------------
-    def receive(self, data: bytes) -> list[Event]:
-        if self.state is State.CLOSED:
-            return []
-        try:
-            for item in self.framing.feed(data):
-                if self.state is State.CLOSED:
-                    break
-                if item.__class__ is Element:
-                    self._element(item)  # type: ignore[arg-type]
-                elif isinstance(item, StreamOpened):
-                    self._header(item)
-                elif isinstance(item, StreamClosed):
-                    self.close()
-        except StreamError as e:
-            self.close(e)
-        events, self._events = self._events, []
-        return events
-
-    def data_to_send(self) -> bytes:
-        if not self._out:
-            return b""
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
-
     def send(self, stanza: Element) -> None:
         self._out.append(stanza.serialize(NS.CLIENT).encode())
 
     def release_parser(self) -> bool:
         return self.state is State.READY and self.framing.release()
-
-    def close(self, error: StreamError | None = None) -> None:
-        """End the stream from our side, with ``error`` if given; inside receive() it reports StreamEnded."""
-        if self.state is State.CLOSED:
-            return
-        if not self._header_sent:
-            self._send_header()
-        if error is not None:
-            self._out.append(self.framing.wrap("error", error.to_element().children))
-        self._out.append(self.framing.footer())
-        self.state = State.CLOSED
-        self._events.append(StreamEnded(error))
 
     # --- the stream header ----------------------------------------------------
     def _header(self, opened: StreamOpened) -> None:

@@ -34,6 +34,7 @@ from enum import Enum, auto
 
 from sakari.jid import JIDError, parse_jid, prep_domain
 from sakari.stream.framing import AliasParser, TcpFraming, answer_starttls
+from sakari.stream.machine import StreamMachine, stream_version
 from sakari.xml import ns as NS
 from sakari.xml.element import Element
 from sakari.xml.errors import StreamError
@@ -137,8 +138,9 @@ def _no_certificate(domain: str) -> bool:
     return False
 
 
-class _Stream:
-    """What both directions share: output, the header, closing, the parser's events."""
+class _Stream(StreamMachine[Event]):
+    """What both directions share: the header, closing, the parser's events (a stream error from the peer ends
+    the stream too); the output is StreamMachine's."""
 
     def __init__(self, settings: S2SSettings, tls_active: bool) -> None:
         self.settings = settings
@@ -169,13 +171,6 @@ class _Stream:
             self.close(e)
         return self._flush_events()
 
-    def data_to_send(self) -> bytes:
-        if not self._out:
-            return b""
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
-
     def close(self, error: StreamError | None = None, remote_error: str | None = None) -> None:
         if self.closed:
             return
@@ -186,10 +181,6 @@ class _Stream:
         self._out.append(self.framing.footer())
         self.closed = True
         self._events.append(StreamEnded(error, remote_error))
-
-    def _flush_events(self) -> list[Event]:
-        events, self._events = self._events, []
-        return events
 
     def _send_header(self, attrs: dict[str, str]) -> None:
         self._header_sent = True
@@ -205,14 +196,8 @@ class _Stream:
             raise StreamError("invalid-namespace", "the stream element must be stream:stream")
         if opened.default_ns != NS_SERVER:
             raise StreamError("invalid-namespace", "the content namespace must be jabber:server")
-        if _version(opened.attrs.get("version", "0.9")) < (1, 0):
+        if stream_version(opened.attrs.get("version", "0.9")) < (1, 0):
             raise StreamError("unsupported-version")
-
-    def _header(self, opened: StreamOpened) -> None:
-        raise NotImplementedError
-
-    def _element(self, el: Element) -> None:
-        raise NotImplementedError
 
 
 # --- inbound ----------------------------------------------------------------------
@@ -614,12 +599,3 @@ def _db_error(el: Element) -> str:
             if c.ns == NS.STANZA_ERRORS:
                 return c.name
     return "undefined-condition"
-
-
-def _version(text: str) -> tuple[int, int]:
-    major, _, minor = text.partition(".")
-    try:
-        return int(major), int(minor or 0)
-    except ValueError:
-        raise StreamError("unsupported-version") from None
-
