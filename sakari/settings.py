@@ -142,7 +142,7 @@ CORE_MODULES = [
     "roster", "presence", "offline", "disco", "ping", "time", "last", "vcard", "private", "blocking", "contact_info",
 ]
 DEFAULT_MODULES = [
-    *CORE_MODULES, "caps", "vcard_legacy",
+    *CORE_MODULES, "caps",
     # Phones and several devices: stream management, carbons, client state, the archive, push, fast logins.
     "smacks", "carbons", "csi", "mam", "push", "fast",
     # End-to-end encryption, avatars, bookmarks (PEP), and a pubsub service.

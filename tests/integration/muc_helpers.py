@@ -10,9 +10,9 @@ SERVICE = "conference.localhost"
 
 
 def muc_config(extra: str = "") -> str:
-    """A server configuration with group chat on (it is not in the default module list yet), plus ``extra``
-    lines of the [muc] table."""
-    modules = ", ".join(f'"{m}"' for m in [*DEFAULT_MODULES, "muc"] if m != "muc" or "muc" not in DEFAULT_MODULES)
+    """A server configuration with group chat on (whether or not the default module list has it), plus
+    ``extra`` lines of the [muc] table."""
+    modules = ", ".join(f'"{m}"' for m in dict.fromkeys([*DEFAULT_MODULES, "muc"]))
     return f"[modules]\nenabled = [{modules}]\n\n[muc]\n{extra}\n"
 
 
