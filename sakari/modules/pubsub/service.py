@@ -384,14 +384,19 @@ class PubsubService:
         await self.change_subscriptions(event.from_jid, name, {subscriber: "subscribed" if allow else "none"})
         return True
 
-    async def get_subscriptions(self, requester: JID, request: Request) -> Element:
+    async def owner_list(self, requester: JID, request: Request, kind: str) -> Element:
+        """§8.8.1 and §8.9.1: a node's subscriptions or affiliations (``kind``), for its owners only."""
         node = await self.existing(require_node(request))
         self.require_owner(node, requester)
+        entries = node.subscriptions if kind == "subscription" else node.affiliations
         result = Element("pubsub", NS_OWNER)
-        wrapper = result.add("subscriptions", attrs={"node": node.name})
-        for jid, state in sorted(node.subscriptions.items()):
-            wrapper.add("subscription", attrs={"jid": jid, "subscription": state})
+        wrapper = result.add(f"{kind}s", attrs={"node": node.name})
+        for jid, value in sorted(entries.items()):
+            wrapper.add(kind, attrs={"jid": jid, kind: value})
         return result
+
+    async def get_subscriptions(self, requester: JID, request: Request) -> Element:
+        return await self.owner_list(requester, request, "subscription")
 
     async def set_subscriptions(self, requester: JID, request: Request) -> bool:
         changes = {}
@@ -427,13 +432,7 @@ class PubsubService:
 
     # --- affiliations ---------------------------------------------------------------------
     async def get_affiliations(self, requester: JID, request: Request) -> Element:
-        node = await self.existing(require_node(request))
-        self.require_owner(node, requester)
-        result = Element("pubsub", NS_OWNER)
-        wrapper = result.add("affiliations", attrs={"node": node.name})
-        for jid, affiliation in sorted(node.affiliations.items()):
-            wrapper.add("affiliation", attrs={"jid": jid, "affiliation": affiliation})
-        return result
+        return await self.owner_list(requester, request, "affiliation")
 
     async def set_affiliations(self, requester: JID, request: Request) -> bool:
         """§8.9.2: all the changes, or none when one is wrong or would leave the node without an owner."""
