@@ -178,9 +178,9 @@ async def test_preferences_never_and_always_lists_and_default(pair, mam_server, 
     assert stored.get("default") == "never" and stored.findtext(f"{q(NS_MAM, 'always')}/{q(NS_MAM, 'jid')}") == c.bare
     a.message(b.bare, "from a, never")
     c.message(b.bare, "from c, always")
-    b.message(a.bare, "to a, never")
     await b.expect_message("from a, never")
     await b.expect_message("from c, always")
+    b.message(a.bare, "to a, never")  # only once a's message arrived, so a's archive order is fixed
     await a.expect_message("to a, never")
     assert (await mam_query(b)).bodies == ["from c, always"]
     assert (await mam_query(a)).bodies == ["from a, never", "to a, never"]  # a's archive follows a's preferences
