@@ -77,8 +77,10 @@ def _privileges(value: Any) -> str | None:
             not isinstance(grant, dict) or not all(isinstance(v, str) and v in IQ_ACCESS for v in grant.values())
         ):
             return f"iq must be a table of namespaces, each {', '.join(IQ_ACCESS)}"
-        if key not in ("roster", "message", "iq"):
-            return f"has no '{key}' (there are: roster, message, iq)"
+        if key == "roster_push" and not isinstance(grant, bool):
+            return "roster_push must be true or false"
+        if key not in ("roster", "roster_push", "message", "iq"):
+            return f"has no '{key}' (there are: roster, roster_push, message, iq)"
     return None
 
 
@@ -92,7 +94,8 @@ COMPONENTS = declare_tables(
             "privileges",
             {},
             "XEP-0356 grants, e.g. { roster = \"both\", message = \"outgoing\", "
-            "iq = { \"http://jabber.org/protocol/pubsub\" = \"both\" } }.",
+            "iq = { \"http://jabber.org/protocol/pubsub\" = \"both\" } }. With roster \"get\" or \"both\" the "
+            "component also gets every roster push of every local account, unless roster_push = false.",
             _privileges,
         ),
     ),

@@ -4,7 +4,9 @@ Each ``[[components]]`` table may grant, in its ``privileges``:
 
 - ``roster`` (get, set, both): read and write any local account's roster with iq get/set
   ``jabber:iq:roster`` addressed to the account (§4). A bridge puts its contacts in users'
-  rosters this way; items of the component's own domain may be given a subscription.
+  rosters this way; items of the component's own domain may be given a subscription. With get or both,
+  the component also receives every roster push of every local account (§4.1, §4.4), from the account's
+  bare JID, unless ``roster_push = false``.
 - ``message = "outgoing"``: send messages as a user, wrapped in ``<privilege><forwarded>`` to the
   server (§5); they are handled as the user's own: archived, copied to the user's resources with
   carbons, routed.
@@ -16,6 +18,7 @@ The grants are announced to the component as it connects (§4.2, a ``<message><p
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 
 from sakari import settings as S
@@ -26,7 +29,7 @@ from sakari.jid import JID, JIDError, parse_jid, prep_domain
 from sakari.modules.carbons import FLAG as CARBONS_FLAG
 from sakari.modules.carbons import NS_CARBONS, should_copy
 from sakari.modules.roster import NS as NS_ROSTER
-from sakari.modules.roster import item_element
+from sakari.modules.roster import ROSTER_CHANGED, RosterChanged, item_element
 from sakari.modules.util import payload
 from sakari.storage.base import RosterItem
 from sakari.xml import ns as NS
@@ -44,6 +47,11 @@ class Grants:
     roster: str = "none"
     message: str = "none"
     iq: dict[str, str] = field(default_factory=dict)
+    roster_push: bool = True  # XEP-0356 §4.1: pushes by default to whoever may read rosters
+
+    @property
+    def gets_pushes(self) -> bool:
+        return self.roster_push and self.may_roster("get")
 
     def may_roster(self, itype: str) -> bool:
         return self.roster == "both" or self.roster == itype
@@ -56,7 +64,9 @@ class Grants:
         """§4.2, §5.2, §6.2: the <privilege/> the server sends the component as it connects."""
         privilege = Element("privilege", NS_PRIVILEGE)
         if self.roster != "none":
-            privilege.add("perm", attrs={"access": "roster", "type": self.roster})
+            perm = privilege.add("perm", attrs={"access": "roster", "type": self.roster})
+            if self.may_roster("get"):
+                perm.attrs["push"] = "true" if self.roster_push else "false"
         if self.message != "none":
             privilege.add("perm", attrs={"access": "message", "type": self.message})
         if self.iq:
@@ -73,7 +83,11 @@ def grants_from_config(components: list[dict]) -> dict[str, Grants]:
         if privileges:
             domain = prep_domain(component["domain"])
             out[domain] = Grants(
-                domain, privileges.get("roster", "none"), privileges.get("message", "none"), dict(privileges.get("iq", {}))
+                domain,
+                privileges.get("roster", "none"),
+                privileges.get("message", "none"),
+                dict(privileges.get("iq", {})),
+                privileges.get("roster_push", True),
             )
     return out
 
@@ -82,6 +96,8 @@ class Privileges:
     def __init__(self, mod: ModuleAPI, grants: dict[str, Grants]) -> None:
         self.mod = mod
         self.grants = grants
+        self.pushed_to = [g.domain for g in grants.values() if g.gets_pushes]
+        self._push_ids = itertools.count(1)
 
     def of(self, sender: JID) -> Grants | None:
         """The grants of a component, for stanzas from its own domain (not from its users or subdomains)."""
@@ -150,6 +166,18 @@ class Privileges:
                 changed = replace(changed, subscription=subscription)
             await rosters.put(owner, changed)
         return True
+
+    async def roster_changed(self, change: RosterChanged) -> None:
+        """§4.4: what the account's own clients are pushed, from the account's bare JID, to each component reading
+        rosters. One that is not connected gets nothing: it reads the rosters it needs again as it comes back."""
+        owner = parse_jid(change.owner)
+        for domain in self.pushed_to:
+            host = self.mod.hosts.get(domain)
+            if host is None or host.outlet is None:
+                continue
+            iq = Element("iq", NS.CLIENT, {"type": "set", "id": f"privpush{next(self._push_ids)}"})
+            iq.add("query", NS_ROSTER, {"ver": str(change.version)}).append(change.item)
+            await self.mod.router.route(iq, owner, JID("", domain))
 
     # --- §5.3 messages --------------------------------------------------------------------
     async def message(self, event: StanzaEvent) -> bool | None:
@@ -236,6 +264,8 @@ def setup(mod: ModuleAPI) -> None:
     mod.depends("presence")
     privileges = Privileges(mod, grants_from_config(mod.option(S.COMPONENTS)))
     mod.hook(E.COMPONENT_CONNECTED, privileges.announce)
+    if privileges.pushed_to:
+        mod.hook(ROSTER_CHANGED, privileges.roster_changed)
     # Before the roster module's refusal of others' rosters, which it leaves to when not a privileged component.
     mod.hook(f"iq-get/bare/{NS_ROSTER}:query", privileges.roster_get, priority=10)
     mod.hook(f"iq-set/bare/{NS_ROSTER}:query", privileges.roster_set, priority=10)

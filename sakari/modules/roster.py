@@ -3,7 +3,9 @@
 Provides the ``roster`` service: the presence module changes subscription
 states through it, and every change is pushed to the account's interested
 resources. Storage keeps rosters cached (the module keeps none of its own);
-the store is written before any push goes out.
+the store is written before any push goes out. Each push also fires
+``roster/changed``, for those besides the account's own clients that follow
+rosters (XEP-0356 privileged components).
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ from sakari.xml.element import Element
 NS = "jabber:iq:roster"
 NS_VER = "urn:xmpp:features:rosterver"
 MAX_ITEMS = 1000
+ROSTER_CHANGED = "roster/changed"  # RosterChanged, as the change is pushed to the account's clients
+
+
+@dataclass(slots=True)
+class RosterChanged:
+    owner: str  # the account's bare JID
+    version: int
+    item: Element  # the pushed <item/> (subscription='remove' for a removal); shared with the pushes: read only
 
 
 @dataclass
@@ -86,6 +96,8 @@ class Rosters:
                 iq = Element("iq", attrs={"type": "set", "id": f"push{next(self._push_ids)}", "to": str(resource.jid)})
                 iq.add("query", NS, {"ver": str(version)}).append(item)
                 router.send_to([resource], iq)
+        if ROSTER_CHANGED in self.mod.events.hooked:
+            self.mod.spawn(self.mod.events.fire_all(ROSTER_CHANGED, RosterChanged(owner, version, item)))
 
 
 def _parse_item(query: Element) -> Element:
@@ -98,6 +110,7 @@ def _parse_item(query: Element) -> Element:
 def setup(mod: ModuleAPI) -> None:
     rosters = Rosters(mod)
     mod.provide("roster", rosters)
+    mod.events.declare(ROSTER_CHANGED)
 
     async def get(event: StanzaEvent) -> Element | bool:
         owner = owner_of(event)

@@ -10,7 +10,7 @@ from slixmpp.exceptions import IqError
 
 from component_helpers import as_client, connect_component
 from sakari_process import DOMAIN, free_ports
-from xmpp_harness import error_condition, is_message, is_roster_push, q
+from xmpp_harness import NS_ROSTER, error_condition, is_message, is_roster_push, q, roster_item
 
 NS_PRIVILEGE = "urn:xmpp:privilege:2"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
@@ -38,6 +38,19 @@ message = "outgoing"
 [[components]]
 domain = "plain.localhost"
 secret = "plain-secret"
+
+[[components]]
+domain = "writer.localhost"
+secret = "writer-secret"
+[components.privileges]
+roster = "set"
+
+[[components]]
+domain = "quiet.localhost"
+secret = "quiet-secret"
+[components.privileges]
+roster = "get"
+roster_push = false
 """
 
 
@@ -76,6 +89,7 @@ async def test_grants_are_announced_to_the_component_as_it_connects(bridge) -> N
     assert message.get("from") == DOMAIN
     perms = {p.get("access"): p for p in message.find(q(NS_PRIVILEGE, "privilege"))}
     assert perms["roster"].get("type") == "both" and perms["message"].get("type") == "outgoing"
+    assert perms["roster"].get("push") == "true"
     namespaces = {n.get("ns"): n.get("type") for n in perms["iq"]}
     assert namespaces == {NS_PUBSUB: "both", NS_PUBSUB + "#owner": "set", "urn:xmpp:http:upload:0": "get"}
 
@@ -174,3 +188,49 @@ async def test_a_privileged_iq_of_a_namespace_not_granted_is_forbidden(users, br
     error = await bridge.inbox.wait_for(lambda el: el.get("id") == "priv")
     assert error.get("type") == "error"
     assert error.find(f"{q('jabber:client', 'error')}/{q('urn:ietf:params:xml:ns:xmpp-stanzas', 'forbidden')}") is not None
+
+
+def roster_push_from(owner: str, jid: str, subscription: str | None = None):
+    """A roster push (XEP-0356 §4.4) as a component gets it: an iq set from the account's bare JID."""
+
+    def pred(el: ET.Element) -> bool:
+        return el.get("from") == owner and is_roster_push(jid, subscription)(el)
+
+    return pred
+
+
+async def test_component_reading_rosters_gets_the_roster_pushes_of_users(users, bridge) -> None:
+    await bridge.inbox.wait_for(privilege_message)
+    alice = await users.login()
+    await alice.iq("set", f"<query xmlns='{NS_ROSTER}'><item jid='carol@{DOMAIN}' name='Carol'><group>Friends</group></item></query>")
+    push = await bridge.inbox.wait_for(roster_push_from(alice.bare, f"carol@{DOMAIN}", "none"), "the push of a new contact")
+    assert push.get("to") == "bridge.localhost"
+    item = roster_item(push)
+    assert item.get("name") == "Carol" and [g.text for g in item.findall(q(NS_ROSTER, "group"))] == ["Friends"]
+    assert push.find(q(NS_ROSTER, "query")).get("ver")
+    await alice.iq("set", f"<query xmlns='{NS_ROSTER}'><item jid='carol@{DOMAIN}' subscription='remove'/></query>")
+    await bridge.inbox.wait_for(roster_push_from(alice.bare, f"carol@{DOMAIN}", "remove"), "the push of the removal")
+
+
+async def test_components_that_may_not_read_rosters_or_declined_pushes_get_none(users, bridge, privileged_server) -> None:
+    await bridge.inbox.wait_for(privilege_message)
+    others = [
+        await connect_component(privileged_server.component_port, f"{name}.localhost", f"{name}-secret")
+        for name in ("writer", "quiet")
+    ]
+    try:
+        announced = await others[1].inbox.wait_for(privilege_message)
+        assert announced.find(f"{q(NS_PRIVILEGE, 'privilege')}/{q(NS_PRIVILEGE, 'perm')}").get("push") == "false"
+        alice = await users.login()
+        await alice.iq("set", f"<query xmlns='{NS_ROSTER}'><item jid='dave@{DOMAIN}'/></query>")
+        await bridge.inbox.wait_for(roster_push_from(alice.bare, f"dave@{DOMAIN}"), "the bridge's push")
+        for component in others:
+            # A push to this component would have been written to its stream before the bridge got its own,
+            # so it would arrive before the answer to this ping.
+            domain = component.xmpp.boundjid.bare
+            component.send(f"<iq type='get' id='sync' from='{domain}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>")
+            await component.inbox.wait_for(lambda el: el.get("id") == "sync", "the answer to a ping")
+            assert not [el for el in component.inbox.history if is_roster_push()(el)]
+    finally:
+        for component in others:
+            component.abort()

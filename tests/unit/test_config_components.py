@@ -76,6 +76,13 @@ def test_iq_privileges_name_an_access_per_namespace() -> None:
     assert problem.startswith("sakari.toml:4: [[components]] number 1: 'privileges' iq must be a table of namespaces")
 
 
+def test_roster_push_is_a_boolean() -> None:
+    (problem,) = problems(
+        '[[components]]\ndomain = "a.example.org"\nsecret = "s"\nprivileges = { roster = "get", roster_push = "no" }\n'
+    )
+    assert problem.startswith("sakari.toml:4: [[components]] number 1: 'privileges' roster_push must be true or false")
+
+
 def test_components_cannot_be_a_plain_list_nor_be_set_per_host() -> None:
     assert problems('components = ["irc.example.org"]\n') == [
         "sakari.toml: 'components' holds tables, written as [[components]]"
