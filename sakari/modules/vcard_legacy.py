@@ -1,11 +1,17 @@
 """XEP-0398 avatar conversion and vcard-temp (XEP-0054) beside PEP profiles (XEP-0084 avatars, XEP-0292 vCard4).
 
-- From PEP to vCard (§3.1): a vcard-temp read of an account is served with the PEP avatar as its
-  PHOTO, and the fields of its vCard4 (XEP-0292 §6 names the pairs), to whoever may see those nodes
-  under their access models; a stored vcard-temp fills the rest. Nothing is copied, so an avatar
-  kept for contacts does not become public through vcard-temp (§6 of XEP-0398).
-- From vCard to PEP (§3.2): a vcard-temp with a photo is published to the avatar nodes (the data,
-  then metadata naming it), and its fields to the vCard4 node; contacts are notified.
+- The vcard-temp a client sets is stored whole and is what vcard-temp reads return: empty elements and
+  fields that have no vCard4 counterpart come back as they were set (XEP-0054 §3.2 replaces the vCard).
+- From vCard to PEP (§3.2): the stored vcard-temp's photo is published to the avatar nodes (the data,
+  then metadata naming it) and its fields to the vCard4 node, when they differ from what is there;
+  contacts are notified. A vcard-temp without a photo turns a PEP avatar off (XEP-0084 §4.5), since
+  the vCard set is the whole profile.
+- From PEP to vCard (§3.1): a PEP publish made later (a vCard4, an avatar) shows through vcard-temp:
+  a read changes, in the stored vcard-temp, only the fields the vCard4 maps (XEP-0292 §6) whose values
+  differ, and the PHOTO when the avatar is another image. Only those the nodes' access models let see
+  them get these changes: nothing is copied into the stored vCard, so an avatar kept for contacts does
+  not become public through vcard-temp (§6 of XEP-0398). Since what the vCard set published matches
+  it, the vCard reads back unchanged until PEP gets something newer.
 - Presence (§4): every available presence of the account carries the avatar's hash in
   ``<x xmlns='vcard-temp:x:update'><photo/></x>``, unless the client set a photo element itself.
   The hash is looked up once per session and kept current when the account publishes.
@@ -23,7 +29,7 @@ from sakari.core.session import Session
 from sakari.jid import JID
 from sakari.modules.pep import PEP_PUBLISHED, Pep, PepEvent
 from sakari.modules.util import owner_of, payload
-from sakari.xml import fragment
+from sakari.modules.vcard import Vcards
 from sakari.xml.element import Element
 
 NS_VCARD = "vcard-temp"
@@ -35,64 +41,73 @@ VCARD4 = "urn:xmpp:vcard4"
 NS_VCARD4 = "urn:ietf:params:xml:ns:vcard-4.0"
 _HASH = "vcard-legacy-hash"  # session props: the account's avatar hash ("" for none), once looked up
 
-# vcard-temp element (path) ↔ vCard4 property and its value element (XEP-0292 §6, the simple ones).
-_FIELDS: list[tuple[tuple[str, ...], str, str]] = [
-    (("FN",), "fn", "text"),
-    (("NICKNAME",), "nickname", "text"),
-    (("BDAY",), "bday", "date"),
-    (("URL",), "url", "uri"),
-    (("NOTE",), "note", "text"),
-    (("TITLE",), "title", "text"),
-    (("ROLE",), "role", "text"),
-    (("ORG", "ORGNAME"), "org", "text"),
-    (("EMAIL", "USERID"), "email", "text"),
+Path = tuple[str, ...]
+
+# vcard-temp path ↔ vCard4 path of the same value (XEP-0292 §6, the simple ones); the first element of each kind.
+FIELDS: list[tuple[Path, Path]] = [
+    (("FN",), ("fn", "text")),
+    (("N", "FAMILY"), ("n", "surname")),
+    (("N", "GIVEN"), ("n", "given")),
+    (("N", "MIDDLE"), ("n", "additional")),
+    (("N", "PREFIX"), ("n", "prefix")),
+    (("N", "SUFFIX"), ("n", "suffix")),
+    (("NICKNAME",), ("nickname", "text")),
+    (("BDAY",), ("bday", "date")),
+    (("URL",), ("url", "uri")),
+    (("NOTE",), ("note", "text")),
+    (("TITLE",), ("title", "text")),
+    (("ROLE",), ("role", "text")),
+    (("ORG", "ORGNAME"), ("org", "text")),
+    (("EMAIL", "USERID"), ("email", "text")),
 ]
-_NAME_PARTS = [("FAMILY", "surname"), ("GIVEN", "given"), ("MIDDLE", "additional"), ("PREFIX", "prefix"),
-               ("SUFFIX", "suffix")]
 
 
-def vcard4_from_temp(vcard: Element) -> Element | None:
-    """The vCard4 for a vcard-temp's fields; None when it has none of them."""
-    card = Element("vcard", NS_VCARD4)
-    for path, prop, kind in _FIELDS:
-        source = vcard.find(path[0], NS_VCARD)
-        for name in path[1:]:
-            source = source.find(name, NS_VCARD) if source is not None else None
-        if source is not None and source.text.strip():
-            card.add(prop).add(kind, text=source.text.strip())
-    n = vcard.find("N", NS_VCARD)
-    if n is not None:
-        parts = [(v4, n.child_text(temp, NS_VCARD)) for temp, v4 in _NAME_PARTS]
-        if any(text for _, text in parts):
-            name = card.add("n")
-            for v4, text in parts:
-                if text:
-                    name.add(v4, text=text)
-    return card if card.children else None
+def value_at(root: Element, path: Path, ns: str) -> str | None:
+    """The text at a path, stripped; None for a missing or empty element (``<MIDDLE/>`` says nothing)."""
+    el: Element | None = root
+    for name in path:
+        el = el.find(name, ns) if el is not None else None
+    text = el.text.strip() if el is not None else ""
+    return text or None
 
 
-def merge_vcard4(vcard: Element, card: Element) -> None:
-    """Put a vCard4's fields into a vcard-temp, in place of its own (the vCard4 is the newer truth)."""
-    for path, prop, kind in _FIELDS:
-        value = card.find(prop, NS_VCARD4)
-        text = value.child_text(kind, NS_VCARD4) if value is not None else None
-        if not text:
-            continue
-        for old in vcard.find_all(path[0], NS_VCARD):
-            vcard.remove(old)
-        target = vcard.add(path[0], NS_VCARD)
-        for name in path[1:]:
-            target = target.add(name, NS_VCARD)
-        target.children.append(text)
-    name = card.find("n", NS_VCARD4)
-    if name is not None:
-        for old in vcard.find_all("N", NS_VCARD):
-            vcard.remove(old)
-        n = vcard.add("N", NS_VCARD)
-        for temp, v4 in _NAME_PARTS:
-            text = name.child_text(v4, NS_VCARD4)
-            if text:
-                n.add(temp, NS_VCARD, text=text)
+def set_at(root: Element, path: Path, text: str | None, ns: str) -> None:
+    """Give the element at a path this text, touching nothing else; None removes it (and a container left empty)."""
+    chain = [root]
+    for name in path[:-1]:
+        child = chain[-1].find(name, ns)
+        if child is None:
+            if text is None:
+                return
+            child = chain[-1].add(name, ns)
+        chain.append(child)
+    parent = chain[-1]
+    leaf = parent.find(path[-1], ns)
+    if text is not None:
+        if leaf is None:
+            parent.add(path[-1], ns, text=text)
+        else:
+            leaf.text = text
+        return
+    if leaf is not None:
+        parent.remove(leaf)
+    if len(chain) > 1 and not parent.children:
+        chain[-2].remove(parent)
+
+
+def merge_fields(target: Element, source: Element) -> bool:
+    """Bring the mapped fields of ``target`` (a vcard-temp or a vCard4) to the values ``source`` (the other
+    kind) has, changing only those that differ, so whatever else either holds stays as it is. True if any changed."""
+    to_temp = target.ns == NS_VCARD
+    changed = False
+    for temp, v4 in FIELDS:
+        (source_path, source_ns), (target_path, target_ns) = ((v4, NS_VCARD4), (temp, NS_VCARD)) if to_temp else (
+            (temp, NS_VCARD), (v4, NS_VCARD4))
+        new = value_at(source, source_path, source_ns)
+        if new != value_at(target, target_path, target_ns):
+            set_at(target, target_path, new, target_ns)
+            changed = True
+    return changed
 
 
 def photo_of(vcard: Element) -> tuple[bytes, str] | None:
@@ -108,6 +123,11 @@ def photo_of(vcard: Element) -> tuple[bytes, str] | None:
     return data, (photo.child_text("TYPE", NS_VCARD) or "image/png").strip()  # type: ignore[union-attr]
 
 
+def photo_hash(vcard: Element) -> str:
+    photo = photo_of(vcard)
+    return hashlib.sha1(photo[0]).hexdigest() if photo is not None else ""
+
+
 def avatar_info(metadata: Element) -> Element | None:
     """§3.1: of the metadata's info elements, the one held in the data node (not at an external URL)."""
     return next((i for i in metadata.find_all("info", AVATAR_META) if "url" not in i.attrs and i.attrs.get("id")), None)
@@ -117,7 +137,7 @@ class VcardLegacy:
     def __init__(self, mod: ModuleAPI) -> None:
         self.mod = mod
         self.pep: Pep = mod.require("pep")
-        self.vcards = mod.require("vcard")
+        self.vcards: Vcards = mod.require("vcard")
 
     async def payload_of(self, owner: JID, node_name: str, requester: JID, item_id: str | None = None) -> Element | None:
         """The payload of a node's last item (or of one item) if the requester may see the node."""
@@ -127,48 +147,63 @@ class VcardLegacy:
         item = node.items.get(item_id) if item_id is not None else node.last()
         return item.first_child() if item is not None else None
 
-    # --- from PEP to vcard-temp ---------------------------------------------------------
+    # --- vcard-temp reads: the stored vCard, with what PEP has newer ---------------------------
     async def get(self, event: StanzaEvent) -> Element | None:
         owner, requester = event.to_jid.bare, event.from_jid
         metadata = await self.payload_of(owner, AVATAR_META, requester)
         card = await self.payload_of(owner, VCARD4, requester)
         if metadata is None and card is None:
             return None  # nothing in PEP for this requester: the stored vCard as it is (the vcard module)
-        data = await self.vcards.get(owner_of(event), "")
-        vcard = fragment.load(data) if data is not None else Element("vCard", NS_VCARD)
+        vcard = await self.vcards.load(owner_of(event)) or Element("vCard", NS_VCARD)
         if card is not None:
-            merge_vcard4(vcard, card)
+            merge_fields(vcard, card)
         if metadata is not None:
-            for old in vcard.find_all("PHOTO", NS_VCARD):
-                vcard.remove(old)  # the PEP avatar supersedes it, even for those who may not see that one
-            info = avatar_info(metadata)
-            image = await self.payload_of(owner, AVATAR_DATA, requester, info.attrs["id"]) if info is not None else None
-            if info is not None and image is not None:
-                photo = vcard.add("PHOTO", NS_VCARD)
-                photo.add("TYPE", text=info.attrs.get("type", "image/png"))
-                photo.add("BINVAL", text=image.text.strip())
+            await self.merge_avatar(vcard, metadata, owner, requester)
         return vcard
 
-    # --- from vcard-temp to PEP ---------------------------------------------------------
-    async def set_(self, event: StanzaEvent) -> None:
-        """Publish the photo and fields, then let the vcard module store the vCard as it came."""
-        await self.publish_vcard(event.to_jid.bare, payload(event))
+    async def merge_avatar(self, vcard: Element, metadata: Element, owner: JID, requester: JID) -> None:
+        info = avatar_info(metadata)
+        avatar_id = info.attrs["id"] if info is not None else ""
+        if avatar_id == photo_hash(vcard):
+            return  # the same image, or none on either side: the PHOTO stays as it was set
+        for old in vcard.find_all("PHOTO", NS_VCARD):
+            vcard.remove(old)  # the PEP avatar supersedes it, even for those who may not see that one
+        image = await self.payload_of(owner, AVATAR_DATA, requester, avatar_id) if info is not None else None
+        if info is not None and image is not None:
+            photo = vcard.add("PHOTO", NS_VCARD)
+            photo.add("TYPE", text=info.attrs.get("type", "image/png"))
+            photo.add("BINVAL", text=image.text.strip())
+
+    # --- vcard-temp writes: stored whole, then PEP follows ------------------------------------
+    async def set_(self, event: StanzaEvent) -> bool:
+        vcard = payload(event)
+        await self.vcards.save(owner_of(event), vcard)
+        await self.publish_vcard(event.to_jid.bare, vcard)
+        return True
 
     async def publish_vcard(self, owner: JID, vcard: Element) -> None:
         photo = photo_of(vcard)
+        avatar_id = hashlib.sha1(photo[0]).hexdigest() if photo is not None else ""
+        if avatar_id != await self.current_hash(owner):
+            await self.publish_avatar(owner, photo, avatar_id)
+        node = await self.pep.store.get(str(owner), VCARD4)
+        last = node.last() if node is not None else None
+        current = last.first_child() if last is not None else None
+        # The vCard4's own fields (a telephone, an address…) stay; only the mapped ones follow the vCard.
+        card = current.copy() if current is not None and current.ns == NS_VCARD4 else Element("vcard", NS_VCARD4)
+        if merge_fields(card, vcard):
+            await self.pep.publish_item(owner, VCARD4, "current", card, {})
+
+    async def publish_avatar(self, owner: JID, photo: tuple[bytes, str] | None, avatar_id: str) -> None:
+        """The data, then the metadata naming it; without a photo, metadata with no info turns the avatar off."""
+        metadata = Element("metadata", AVATAR_META)
         if photo is not None:
             image, content_type = photo
-            avatar_id = hashlib.sha1(image).hexdigest()
-            if await self.current_hash(owner) != avatar_id:
-                data = Element("data", AVATAR_DATA)
-                data.children.append(base64.b64encode(image).decode())
-                await self.pep.publish_item(owner, AVATAR_DATA, avatar_id, data, {})
-                metadata = Element("metadata", AVATAR_META)
-                metadata.add("info", attrs={"id": avatar_id, "type": content_type, "bytes": str(len(image))})
-                await self.pep.publish_item(owner, AVATAR_META, avatar_id, metadata, {})
-        card = vcard4_from_temp(vcard)
-        if card is not None:
-            await self.pep.publish_item(owner, VCARD4, "current", card, {})
+            data = Element("data", AVATAR_DATA)
+            data.children.append(base64.b64encode(image).decode())
+            await self.pep.publish_item(owner, AVATAR_DATA, avatar_id, data, {})
+            metadata.add("info", attrs={"id": avatar_id, "type": content_type, "bytes": str(len(image))})
+        await self.pep.publish_item(owner, AVATAR_META, avatar_id or None, metadata, {})
 
     # --- the hash in presence -----------------------------------------------------------
     async def current_hash(self, owner: JID) -> str:

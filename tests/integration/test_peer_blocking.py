@@ -18,8 +18,8 @@ async def cast(server):
 
 PROSODY_EXTRAS = (
     "Prosody-only parts of the script: (1) every presence from a client carries <x xmlns='vcard-temp:x:update'/> "
-    "(Prosody's mod_vcard_legacy adds XEP-0153 avatar hashes; Sakari has no avatar support, and XEP-0153 is "
-    "for clients that publish avatars); (2) a subscription request is answered with an unavailable presence "
+    "(both servers' vcard_legacy modules add the avatar hash, XEP-0398 §4; Sakari's carries <photo/> inside, "
+    "empty for an account without avatar, which the script's strict match of that payload does not allow); (2) a subscription request is answered with an unavailable presence "
     "from the contact's bare JID, which RFC 6121 §3.1.3 does not ask for; (3) the contact's presence sent on "
     "approval carries a XEP-0203 <delay/>, which is optional (Prosody stamps the stored presence); "
     "(4) after approving while already subscribed, the approver gets the contact's presence again (Prosody "

@@ -1,8 +1,10 @@
-"""XEP-0398 against a real server: a PEP avatar is served through vcard-temp to those who may see it, a
-vcard-temp photo becomes a PEP avatar, the vCard4 and vcard-temp fields meet, and presence carries the hash."""
+"""XEP-0398 against a real server: a vcard-temp comes back whole as it was set, a PEP avatar is served through
+vcard-temp to those who may see it, a vcard-temp photo becomes a PEP avatar, the vCard4 and vcard-temp fields
+meet without losing the others, and presence carries the hash."""
 
 import base64
 import hashlib
+import xml.etree.ElementTree as ET
 
 import pytest
 from pep_helpers import NS_EVENT, announce, is_event, items, pep_config, publish
@@ -43,6 +45,15 @@ async def publish_avatar(client) -> None:
 async def vcard_of(client, owner: str):
     result = await client.iq("get", "<vCard xmlns='vcard-temp'/>", to=owner)
     return result.find(q("vcard-temp", "vCard"))
+
+
+def shape(el: ET.Element) -> tuple:
+    """An element as tag, attributes, text and children, for comparing a vCard with the one set."""
+    return el.tag, sorted(el.attrib.items()), (el.text or "").strip(), [shape(c) for c in el]
+
+
+def set_vcard_xml(inner: str) -> str:
+    return f"<vCard xmlns='vcard-temp'>{inner}</vCard>"
 
 
 def photo_hash(presence) -> str | None:
@@ -118,3 +129,70 @@ async def test_vcard4_fields_are_served_through_vcard_temp(xmpp):
     assert vcard.findtext(q("vcard-temp", "FN")) == "New Name"
     assert vcard.findtext(f"{q('vcard-temp', 'N')}/{q('vcard-temp', 'FAMILY')}") == "Name"
     assert vcard.findtext(f"{q('vcard-temp', 'TEL')}/{q('vcard-temp', 'NUMBER')}") == "123"
+
+
+# Fields with no vCard4 counterpart here, empty elements, repeated ones and a photo: all come back as set.
+WHOLE_VCARD = (
+    "<FN>Romeo Montague</FN><N><FAMILY>Montague</FAMILY><GIVEN>Romeo</GIVEN><MIDDLE/><PREFIX/><SUFFIX/></N>"
+    "<NICKNAME/><TEL><HOME/><VOICE/><NUMBER>+39 045 000</NUMBER></TEL><ADR><WORK/><LOCALITY>Verona</LOCALITY></ADR>"
+    "<EMAIL><INTERNET/><PREF/><USERID>romeo@example.org</USERID></EMAIL><EMAIL><USERID>r@example.net</USERID></EMAIL>"
+    "<DESC>  Of the house of Montague  </DESC><JABBERID>romeo@localhost</JABBERID>"
+    f"<PHOTO><TYPE>image/png</TYPE><BINVAL>{base64.b64encode(PNG).decode()}</BINVAL></PHOTO>"
+)
+
+
+async def test_a_vcard_temp_comes_back_whole_to_its_owner_and_to_a_contact(xmpp):
+    a = await xmpp.login(presence=False)
+    b = await xmpp.login(presence=False)
+    await announce(a)
+    await announce(b, AVATAR_META, VCARD4)
+    await befriend(a, b)
+    await a.iq("set", set_vcard_xml(WHOLE_VCARD))
+    await b.expect(is_event(VCARD4, sender=a.bare))  # the PEP nodes were derived from it…
+    await b.expect(is_event(AVATAR_META, sender=a.bare))
+    sent = shape(ET.fromstring(set_vcard_xml(WHOLE_VCARD)))
+    assert shape(await vcard_of(a, a.bare)) == sent  # …and it reads back exactly as set, to its owner
+    assert shape(await vcard_of(b, a.bare)) == sent  # and to a contact, who may see those nodes
+
+
+async def test_a_vcard4_publish_changes_only_the_fields_it_maps(xmpp):
+    a = await xmpp.login()
+    b = await xmpp.login()
+    await befriend(a, b)
+    await a.iq("set", set_vcard_xml(WHOLE_VCARD))
+    [card] = await items(a, None, VCARD4)
+    assert card.findtext(f"{{{NS_V4}}}vcard/{{{NS_V4}}}email/{{{NS_V4}}}text") == "romeo@example.org"
+    # A vCard4 client renames the account and drops the e-mail address; the rest it does not map.
+    await publish(a, VCARD4, f"<vcard xmlns='{NS_V4}'><fn><text>Romeo</text></fn><n><surname>Montague</surname>"
+                             "<given>Romeo</given></n></vcard>", item_id="current")
+    expected = ET.fromstring(set_vcard_xml(WHOLE_VCARD.replace("<FN>Romeo Montague</FN>", "<FN>Romeo</FN>").replace(
+        "<USERID>romeo@example.org</USERID>", "")))
+    assert shape(await vcard_of(b, a.bare)) == shape(expected)
+
+
+async def test_a_vcard_temp_set_keeps_the_vcard4_fields_it_does_not_map(xmpp):
+    a = await xmpp.login()
+    tel = "<tel><uri>tel:+1-555</uri></tel>"
+    await publish(a, VCARD4, f"<vcard xmlns='{NS_V4}'><fn><text>Ada</text></fn>{tel}</vcard>", item_id="current")
+    await a.iq("set", set_vcard_xml("<FN>Ada Lovelace</FN>"))
+    [card] = await items(a, None, VCARD4)
+    assert card.findtext(f"{{{NS_V4}}}vcard/{{{NS_V4}}}fn/{{{NS_V4}}}text") == "Ada Lovelace"
+    assert card.findtext(f"{{{NS_V4}}}vcard/{{{NS_V4}}}tel/{{{NS_V4}}}uri") == "tel:+1-555"
+
+
+async def test_a_vcard_temp_without_photo_turns_the_pep_avatar_off(xmpp):
+    a = await xmpp.login(presence=False)
+    b = await xmpp.login(presence=False)
+    await announce(a)
+    await announce(b, AVATAR_META)
+    await befriend(a, b)
+    await publish_avatar(a)
+    await b.expect(is_event(AVATAR_META, sender=a.bare))
+    mark = b.inbox.mark()
+    await a.iq("set", set_vcard_xml("<FN>Ada</FN>"))
+    off = await b.expect(is_event(AVATAR_META, sender=a.bare), after=mark)
+    assert off.find(f".//{{{AVATAR_META}}}metadata") is not None and off.find(f".//{{{AVATAR_META}}}info") is None
+    assert shape(await vcard_of(b, a.bare)) == shape(ET.fromstring(set_vcard_xml("<FN>Ada</FN>")))
+    mark = b.inbox.mark()
+    a.presence(status="no avatar now")
+    assert photo_hash(await b.expect(is_presence(sender=a.bare), after=mark)) == ""
