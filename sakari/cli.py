@@ -27,6 +27,13 @@ class CLIError(Exception):
     """A problem to report in one line, exit status 2."""
 
 
+# serve's flags that override a listener's port
+PORT_FLAGS = (
+    ("c2s-port", S.C2S_PORT), ("c2s-tls-port", S.C2S_TLS_PORT), ("http-port", S.HTTP_PORT), ("https-port", S.HTTPS_PORT),
+    ("s2s-port", S.S2S_PORT),
+)
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML configuration file (default: built-in defaults)")
     p.add_argument("--data-dir", help="data directory (overrides data_dir)")
@@ -42,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(serve)
     serve.add_argument("--bind", action="append", help="address to listen on (repeat for several; overrides network.bind)")
     serve.add_argument("--public", action="store_true", help="serve the network, not only this machine: listen on every address (0.0.0.0 and ::), HTTPS on the HTTP port, invitations and the web client on; prints the addresses and an invitation link (docs/web.md)")
-    for name, option in (("c2s-port", S.C2S_PORT), ("c2s-tls-port", S.C2S_TLS_PORT), ("http-port", S.HTTP_PORT), ("s2s-port", S.S2S_PORT)):
+    for name, option in PORT_FLAGS:
         serve.add_argument(f"--{name}", type=int, help=f"overrides {option.key} (default {option.default})")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log_level")
     serve.set_defaults(func=cmd_serve)
@@ -120,8 +127,8 @@ def load_config(args: argparse.Namespace) -> C.Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args)
     config.override(S.BIND, args.bind)
-    for name, option in (("c2s_port", S.C2S_PORT), ("c2s_tls_port", S.C2S_TLS_PORT), ("http_port", S.HTTP_PORT), ("s2s_port", S.S2S_PORT)):
-        config.override(option, getattr(args, name))
+    for name, option in PORT_FLAGS:
+        config.override(option, getattr(args, name.replace("-", "_")))
     _check_modules(config, str(args.config or "the default configuration"))
     if args.public:
         _serve_public(config, bound=args.bind is not None)

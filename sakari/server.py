@@ -115,6 +115,10 @@ class Server:
         self.listeners.declare(Listener("c2s", S.C2S_PORT, lambda: C2SConnection(self.port, False)))
         self.listeners.declare(Listener("c2s-tls", S.C2S_TLS_PORT, lambda: C2SConnection(self.port, True), direct_tls=True))
         self.listeners.declare(Listener("http", S.HTTP_PORT, self.http.protocol, direct_tls=config[HTTP_TLS]))
+        # The same routes over TLS beside the plain port (Prosody's https_ports): the quick start's browser stays on
+        # http://localhost:5280/ while apps that take only https upload links (Dino, Conversations) get them here.
+        # It shares the c2s context, so a SIGHUP reload reaches it too.
+        self.listeners.declare(Listener("https", S.HTTPS_PORT, self.http.protocol, direct_tls=True))
         self.component_port = ComponentPort(
             router=self.router,
             hosts=self.hosts,
@@ -195,11 +199,15 @@ class Server:
 
     def _report_certificate(self) -> None:
         assert self._chosen is not None  # found by _setup_tls
-        http_port = self.ports.get("http")
+        # Plain HTTP where there is some: a device that does not trust the CA yet cannot fetch it over TLS without a
+        # warning (the fingerprint in the log is what makes the download safe).
+        http_port, https_port = self.ports.get("http"), self.ports.get("https")
         if self.config[PUBLIC_URL]:
             url = self.config[PUBLIC_URL].rstrip("/") + local_ca.DOWNLOAD_PATH
         elif http_port:
             url = f"{'https' if self.config[HTTP_TLS] else 'http'}://{self.domain}:{http_port}{local_ca.DOWNLOAD_PATH}"
+        elif https_port:
+            url = f"https://{self.domain}:{https_port}{local_ca.DOWNLOAD_PATH}"
         else:
             url = ""
         now = datetime.datetime.now(datetime.UTC)

@@ -39,6 +39,13 @@ C2S_TLS_PORT = declare("network.c2s_tls_port", 5223, "Client connections with di
 HTTP_PORT = declare(
     "network.http_port", 5280, "HTTP port: a health check at /health, and the web modules' routes (WebSocket, BOSH, uploads). 0 disables.", port
 )
+HTTPS_PORT = declare(
+    "network.https_port",
+    5281,
+    "The HTTP port's routes again, over TLS with the server's certificate. File upload links point here unless "
+    "http.public_url or http.tls says otherwise, since Dino and Conversations upload over https only. 0 disables.",
+    port,
+)
 COMPONENT_PORT = declare(
     "network.component_port",
     5347,
@@ -148,8 +155,8 @@ DEFAULT_MODULES = [
     *CORE_MODULES, "caps",
     # Phones and several devices: stream management, carbons, client state, the archive, push, fast logins.
     "smacks", "carbons", "csi", "mam", "push", "fast",
-    # End-to-end encryption, avatars, bookmarks (PEP), vCards kept in step with PEP profiles, a pubsub service.
-    "pep", "vcard_legacy", "bookmarks", "pubsub",
+    # End-to-end encryption, avatars, bookmarks (PEP), and a pubsub service.
+    "pep", "bookmarks", "pubsub",
     # Group chat, file sharing and calls.
     "muc", "upload", "proxy65", "extdisco",
     # The web client, invitations and registration by invitation, the account page, admin commands.

@@ -77,7 +77,7 @@ class SakariServer:
         if config is not None:
             self.config_path = self.data_dir.parent / f"{self.data_dir.name}.toml"
             self.config_path.write_text(config)
-        self.c2s_port, self.c2s_tls_port, self.http_port, self.s2s_port = free_ports(4)
+        self.c2s_port, self.c2s_tls_port, self.http_port, self.https_port, self.s2s_port = free_ports(5)
         self.log: list[str] = []
         self.proc: subprocess.Popen | None = None
         self._pool: collections.deque[Account] = collections.deque()
@@ -94,6 +94,7 @@ class SakariServer:
             "--c2s-port", str(self.c2s_port),
             "--c2s-tls-port", str(self.c2s_tls_port),
             "--http-port", str(self.http_port),
+            "--https-port", str(self.https_port),
             "--s2s-port", str(self.s2s_port),
         ]
         args += ["--config", str(self._config_for_run())]

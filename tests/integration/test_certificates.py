@@ -26,13 +26,16 @@ from xmpp_harness import is_message
 CERTS = "certs"
 
 
-def served_certificate(server: SakariServer, context: ssl.SSLContext | None = None, hostname: str = "localhost") -> bytes:
-    """The DER certificate the direct TLS port presents; with ``context``, as that client judges it."""
+def served_certificate(
+    server: SakariServer, context: ssl.SSLContext | None = None, hostname: str = "localhost", port: int | None = None
+) -> bytes:
+    """The DER certificate a direct TLS port presents (c2s's unless ``port``); with ``context``, as that client
+    judges it."""
     if context is None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     with (
-        socket.create_connection((HOST, server.c2s_tls_port), timeout=10) as raw,
+        socket.create_connection((HOST, port or server.c2s_tls_port), timeout=10) as raw,
         context.wrap_socket(raw, server_hostname=hostname) as tls,
     ):
         return tls.getpeercert(binary_form=True)
@@ -70,6 +73,7 @@ def test_quick_start_certificate_is_issued_by_a_local_ca_that_is_printed_and_off
 
     # A client that trusts only this CA and checks the name accepts the server: what Dino does once it is installed.
     served_certificate(server, ssl.create_default_context(cafile=str(ca_path)))
+    served_certificate(server, ssl.create_default_context(cafile=str(ca_path)), port=server.https_port)  # uploads
     with pytest.raises(ssl.SSLCertVerificationError):
         served_certificate(server, ssl.create_default_context())
 
@@ -87,6 +91,7 @@ async def test_imported_certificate_is_served_after_sighup_while_open_sessions_g
     alice, bob = server.new_account(), server.new_account()
     alice_client, bob_client = await session.login(alice, label="alice"), await session.login(bob, label="bob")
     before = served_certificate(server)
+    assert served_certificate(server, port=server.https_port) == before
 
     test_ca = TestCA(tmp_path / "public-ca", name="A public CA of the test")
     cert_path, key_path = test_ca.issue("localhost")
@@ -99,7 +104,9 @@ async def test_imported_certificate_is_served_after_sighup_while_open_sessions_g
     server.proc.send_signal(signal.SIGHUP)
     wait_for_log(server, "event=certificate-reloaded changed=yes", mark)
     imported = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
-    assert served_certificate(server, ssl.create_default_context(cafile=str(test_ca.path))) == imported
+    trusting = ssl.create_default_context(cafile=str(test_ca.path))
+    assert served_certificate(server, trusting) == imported
+    assert served_certificate(server, trusting, port=server.https_port) == imported, "the HTTPS port (uploads) too"
 
     alice_client.message(bob.jid, "still here after the reload")
     await bob_client.expect(is_message(body="still here after the reload"))

@@ -100,7 +100,7 @@ def test_an_unknown_module_is_refused_by_config_check_and_by_serve_before_anythi
     assert "'modules.enabled' names no such module: mam-typo (there are: " in check.stderr
     assert "roster" in check.stderr.split("there are:")[1]
     data = tmp_path / "data"
-    serve = run_cli("serve", "--config", str(config), "--data-dir", str(data), "--c2s-port", "0", "--c2s-tls-port", "0", "--http-port", "0")
+    serve = run_cli("serve", "--config", str(config), "--data-dir", str(data), "--c2s-port", "0", "--c2s-tls-port", "0", "--http-port", "0", "--https-port", "0")
     assert serve.returncode != 0
     assert "no such module: mam-typo" in serve.stderr
     assert not data.exists(), "serve made a data directory (certificate, database) before refusing the configuration"

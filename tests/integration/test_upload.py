@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import quoteattr
 
@@ -38,8 +39,10 @@ async def client(upload_server, session_for):
 
 
 @pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
+async def http(upload_server):
+    # Sakari's own CA trusted, and names checked, as on a device that installed the CA (operator guide).
+    trusting = ssl.create_default_context(cafile=str(upload_server.data_dir / "certs" / "ca.crt"))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusting)) as session:
         yield session
 
 
@@ -70,10 +73,23 @@ async def test_service_is_discoverable_with_its_size_limit(client):
     assert fields["FORM_TYPE"] == NS and fields["max-file-size"] == str(MAX_SIZE)
 
 
+async def test_slots_are_https_on_the_https_port_while_the_http_port_stays_plain(client, http, upload_server):
+    put, get = await request_slot(client, "note.txt", 5, "text/plain")
+    # Dino and Conversations upload only to https:// slots; the quick start has no proxy and no public_url.
+    assert put == get and put.startswith(f"https://{DOMAIN}:{upload_server.https_port}/upload/")
+    async with http.put(put, data=b"hello", headers={"Content-Type": "text/plain"}) as resp:
+        assert resp.status == 201
+    async with http.get(get) as resp:
+        assert resp.status == 200 and await resp.read() == b"hello"
+    # The browser quick start at http://localhost:<http_port>/ is unchanged: that port does not speak TLS.
+    async with http.get(f"http://{DOMAIN}:{upload_server.http_port}/health") as resp:
+        assert resp.status == 200
+
+
 async def test_uploaded_image_downloads_inline_with_safe_headers(client, http):
     data = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
     get = await upload(http, client, "holiday photo.png", data, "image/png")
-    assert get.startswith("http://") and get.endswith("/holiday%20photo.png")
+    assert get.endswith("/holiday%20photo.png")
     async with http.get(get, headers={"Origin": "https://web.example"}) as resp:
         assert resp.status == 200 and await resp.read() == data
         assert resp.headers["Content-Type"] == "image/png"

@@ -213,13 +213,23 @@ class UploadService:
         await asyncio.get_running_loop().run_in_executor(None, self.store.delete_account, account)
 
 
+def choose_base_url(domain: str, public_url: str, http_tls: bool, http_port: int, https_port: int) -> str:
+    """Where slots point. The operator's own address first (a proxy in front, or ``--public``); otherwise https,
+    since Dino and Conversations refuse to upload to an http:// slot: the HTTP port when it speaks TLS itself, else
+    the HTTPS port. Plain HTTP only when neither is there."""
+    if public_url:
+        return public_url.rstrip("/")
+    if http_tls and http_port:
+        return f"https://{domain}:{http_port}"
+    if https_port:
+        return f"https://{domain}:{https_port}"
+    return f"http://{domain}:{http_port}"
+
+
 def base_url(mod: ModuleAPI) -> str:
-    """Where clients reach the HTTP port: http.public_url, or the domain and port as configured."""
-    public = mod.option(PUBLIC_URL).rstrip("/")
-    if public:
-        return public
-    scheme = "https" if mod.option(HTTP_TLS) else "http"
-    return f"{scheme}://{mod.domain}:{mod.option(S.HTTP_PORT)}"
+    return choose_base_url(
+        mod.domain, mod.option(PUBLIC_URL), mod.option(HTTP_TLS), mod.option(S.HTTP_PORT), mod.option(S.HTTPS_PORT)
+    )
 
 
 def setup(mod: ModuleAPI) -> None:
