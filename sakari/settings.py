@@ -155,8 +155,8 @@ DEFAULT_MODULES = [
     *CORE_MODULES, "caps",
     # Phones and several devices: stream management, carbons, client state, the archive, push, fast logins.
     "smacks", "carbons", "csi", "mam", "push", "fast",
-    # End-to-end encryption, avatars, bookmarks (PEP), and a pubsub service.
-    "pep", "bookmarks", "pubsub",
+    # End-to-end encryption, avatars, bookmarks (PEP), vCards kept in step with PEP profiles, a pubsub service.
+    "pep", "vcard_legacy", "bookmarks", "pubsub",
     # Group chat, file sharing and calls.
     "muc", "upload", "proxy65", "extdisco",
     # The web client, invitations and registration by invitation, the account page, admin commands.
