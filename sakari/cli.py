@@ -21,6 +21,7 @@ from sakari import settings as S
 from sakari.credentials import derive
 from sakari.jid import JIDError, parse_jid, prep_domain
 from sakari.net import control
+from sakari.net.throttle import LOG_IP
 
 
 class CLIError(Exception):
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, option in PORT_FLAGS:
         serve.add_argument(f"--{name}", type=int, help=f"overrides {option.key} (default {option.default})")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log_level")
+    serve.add_argument("--log-ip", action="store_true", default=None, help="write client IP addresses into the log (sets log_ip; off by default)")
     serve.set_defaults(func=cmd_serve)
 
     user = sub.add_parser("user", help="manage accounts (works while the server runs)", description="Manage accounts.")
@@ -130,6 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name, option in PORT_FLAGS:
         config.override(option, getattr(args, name.replace("-", "_")))
     _check_modules(config, str(args.config or "the default configuration"))
+    config.override(LOG_IP, args.log_ip)
     if args.public:
         _serve_public(config, bound=args.bind is not None)
     level = args.log_level or config[S.LOG_LEVEL]

@@ -31,7 +31,8 @@ from sakari.net.c2s import C2SConnection, release_idle_parsers
 from sakari.net.component import ComponentConnection, ComponentPort
 from sakari.net.http import HttpStack
 from sakari.net.port import ClientPort, ConnectionLimits
-from sakari.net.transport import Listener, Listeners
+from sakari.net.throttle import Abuse
+from sakari.net.transport import Listener, Listeners, raise_open_file_limit
 from sakari.net.web import BOSH_PATH, HTTP_TLS, PUBLIC_URL, TRUSTED_PROXIES, WEBSOCKET_PATH, HostMeta, WebOrigin
 from sakari.net.websocket import WebSocketEndpoint
 from sakari.storage import open_storage
@@ -44,6 +45,7 @@ log = logging.getLogger("sakari.server")
 
 CERTIFICATE_CHECK = 12 * 3600.0  # seconds between renewals of the local CA's certificate and expiry warnings
 SHUTDOWN_GRACE = 5.0  # seconds for clients to take their </stream:stream> and for last writes
+OWN_FILES = 64  # open files the server keeps for itself: database, listeners, certificates, worker threads
 DISABLED_STORE = "disabled"  # accounts an administrator disabled (XEP-0133): their logins fail as a wrong password's
 
 
@@ -111,6 +113,7 @@ class Server:
             pre_bind=self.ctx.pre_bind,
             pre_auth=self.ctx.pre_auth,
             bind_inline=self.ctx.bind_inline,
+            abuse=Abuse.from_config(config),
         )
         self.listeners.declare(Listener("c2s", S.C2S_PORT, lambda: C2SConnection(self.port, False)))
         self.listeners.declare(Listener("c2s-tls", S.C2S_TLS_PORT, lambda: C2SConnection(self.port, True), direct_tls=True))
@@ -251,6 +254,9 @@ class Server:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        soft, hard = raise_open_file_limit()
+        # Some files are the server's own (database, listeners, logs): the rest can be connections.
+        log.info("event=open-files limit=%d hard=%d connections=%d", soft, hard, max(0, soft - OWN_FILES))
         self._setup_tls()
         await self.storage.open()
         self.port.settings = dataclasses.replace(

@@ -113,7 +113,8 @@ class BoshSession(StreamDriver):
     """One BOSH session: the session's Connection for as long as it lives, across its requests."""
 
     def __init__(
-        self, port: ClientPort, stream: C2SStream, first_rid: int, wait: int, hold: int, on_end: Callable[[str], None]
+        self, port: ClientPort, stream: C2SStream, first_rid: int, wait: int, hold: int, on_end: Callable[[str], None],
+        address: str = "",
     ) -> None:
         super().__init__(port, stream)
         assert isinstance(stream.framing, BoshFraming)
@@ -135,7 +136,7 @@ class BoshSession(StreamDriver):
         self._dispatch_scheduled = False
         self._terminate_condition: str | None = None
         self._inactivity: asyncio.TimerHandle | None = None
-        self._opened()
+        self._opened(address)
 
     # --- requests ---------------------------------------------------------------------
     async def request(self, rid: int, attrs: dict[str, str], children: list[Element]) -> bytes:
@@ -340,7 +341,7 @@ class BoshEndpoint:
         )
         wait = min(max(_int(attrs, "wait", MAX_WAIT), 1), MAX_WAIT)
         hold = min(max(_int(attrs, "hold", 1), 1), MAX_HOLD)
-        session = BoshSession(self.port, stream, rid, wait, hold, self._ended)
+        session = BoshSession(self.port, stream, rid, wait, hold, self._ended, self.origin.client_address(request))
         self.sessions[session.sid] = session
         return session
 

@@ -14,6 +14,7 @@ import logging
 
 from sakari.net.driver import StreamDriver
 from sakari.net.port import ClientPort
+from sakari.net.throttle import address_key
 from sakari.stream.c2s import C2SStream
 
 log = logging.getLogger("sakari.c2s")
@@ -43,7 +44,8 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
         transport.set_write_buffer_limits(high, high // 4)  # type: ignore[attr-defined]
         if self.direct_tls:
             self.stream.channel_bindings = self.port.channel_bindings
-        self._opened()
+        peer = transport.get_extra_info("peername")
+        self._opened(address_key(peer[0] if isinstance(peer, tuple) else None))
 
     def data_received(self, data: bytes) -> None:
         now = self.loop.time()

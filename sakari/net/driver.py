@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import Any
 
 from sakari.core.events import NonzaEvent
@@ -23,6 +24,7 @@ from sakari.core.sessions import PreAuth, PreBind
 from sakari.credentials import check_password
 from sakari.net.port import ClientPort
 from sakari.stream.c2s import (
+    AuthFailed,
     Authenticated,
     BindRequest,
     C2SStream,
@@ -37,6 +39,7 @@ from sakari.stream.c2s import (
     StartTLS,
     StreamEnded,
 )
+from sakari.stream.sasl import SaslFailure
 from sakari.stream.sasl2 import NS_BIND2, TokenCheck
 from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError, StreamError, error_reply
@@ -60,6 +63,13 @@ class StreamDriver:
         self._token_time = self.last_active
         self._closed = False
         self._pre_auth_state: dict[str, Any] = {}  # what pre-auth handlers keep between requests (a XEP-0401 token)
+        # Logs name a connection by this id, never by its address (unless the operator asks: log_ip).
+        self.conn_id = secrets.token_hex(4)
+        self.address = ""  # the client's address as the limits count it (sakari.net.throttle.address_key)
+        self._limited = False  # the address is subject to the limits (not in limits.exempt_networks)
+        self._admitted = False  # counted by the connection gate
+        self._stanzas = 0  # stanzas received since the account's stanza bucket was last charged
+        self._bucket: Any = None  # the account's stanza bucket while bound (None: no limit)
 
     # --- what each transport supplies -------------------------------------------
     def _flush_stream(self) -> None:
@@ -79,14 +89,29 @@ class StreamDriver:
         raise NotImplementedError
 
     # --- life cycle ---------------------------------------------------------------
-    def _opened(self) -> None:
+    def _opened(self, address: str = "") -> None:
         self.port.connections.add(self)
         self._auth_timer = self.loop.call_later(self.limits.auth_timeout, self._auth_timed_out)
+        abuse = self.port.abuse
+        self.address = address
+        self._limited = not abuse.is_exempt(address)
+        if abuse.log_ip:
+            log.info("event=connection-opened conn=%s address=%s", self.conn_id, address or "unknown")
+        if self._limited and abuse.gate is not None:
+            refused = abuse.gate.admit(address)
+            if refused is not None:
+                log.info("event=connection-refused conn=%s reason=%r", self.conn_id, refused)
+                self.close_stream(StreamError("policy-violation", refused))
+                return
+            self._admitted = True
 
     def _gone(self) -> None:
         """The transport is gone: the session detaches or closes (the session manager decides)."""
         self._closed = True
         self.port.connections.discard(self)
+        if self._admitted:
+            self._admitted = False
+            self.port.abuse.gate.release(self.address)  # type: ignore[union-attr]
         if not self.port.connections and self.port.all_closed is not None:
             self.port.all_closed.set()
         if self._auth_timer is not None:
@@ -103,12 +128,17 @@ class StreamDriver:
 
     def _rate_delay(self, size: int, now: float) -> float:
         """Seconds to stop reading after ``size`` bytes arrived, by the token bucket of limits.rate_bytes."""
+        delay = 0.0
         rate = self.limits.rate_bytes
-        if not rate:
-            return 0.0
-        tokens = min(self.limits.rate_burst, self._tokens + (now - self._token_time) * rate) - size
-        self._tokens, self._token_time = tokens, now
-        return -tokens / rate if tokens < 0 else 0.0
+        if rate:
+            tokens = min(self.limits.rate_burst, self._tokens + (now - self._token_time) * rate) - size
+            self._tokens, self._token_time = tokens, now
+            delay = -tokens / rate if tokens < 0 else 0.0
+        if self._stanzas and self._bucket is not None:
+            # The account's stanza rate, charged with what arrived since the last read.
+            delay = max(delay, self.port.abuse.shaper.delay(self._bucket, self._stanzas, now))
+            self._stanzas = 0
+        return delay
 
     def close_stream(self, error: StreamError | None = None) -> None:
         """Close from our side: send the error (if any) and the stream's end, then end the transport."""
@@ -123,9 +153,11 @@ class StreamDriver:
         for ev in events:
             cls = ev.__class__
             if cls is StanzaReceived:
+                self._stanzas += 1
                 self.session.receive(ev.stanza)  # type: ignore[union-attr]
             elif cls is NeedCredentials:
-                self.port.tasks.spawn_eager(self._lookup(ev.user))
+                if not self._login_throttled(ev.user, token=False):
+                    self.port.tasks.spawn_eager(self._lookup(ev.user))
             elif cls is CheckPassword:
                 self.port.tasks.spawn(self._check_password(ev))
             elif cls is BindRequest:
@@ -141,7 +173,11 @@ class StreamDriver:
             elif cls is PreBindReceived:
                 self.port.tasks.spawn_eager(self._pre_bind(ev.element))
             elif cls is CheckToken:
-                self.port.tasks.spawn_eager(self._check_token(ev))
+                if not self._login_throttled(ev.user, token=True):
+                    self.port.tasks.spawn_eager(self._check_token(ev))
+            elif cls is AuthFailed:
+                if self._limited and self.port.abuse.logins is not None:
+                    self.port.abuse.logins.failed(self.address, f"{ev.user}@{self.stream.domain}")
             elif cls is Sasl2Succeeded:
                 self.port.tasks.spawn_eager(self._sasl2_succeeded(ev))
             elif cls is StreamEnded:
@@ -154,8 +190,24 @@ class StreamDriver:
                     self.port.sessions.close(session)  # a closed stream ends its session: nothing to resume
                 return
             elif cls is Authenticated:
-                log.debug("event=authenticated user=%s", ev.user)
+                log.debug("event=authenticated conn=%s user=%s", self.conn_id, ev.user)
+                if self._limited and self.port.abuse.logins is not None:
+                    self.port.abuse.logins.succeeded(self.address, f"{ev.user}@{self.stream.domain}")
         self._flush_stream()
+
+    def _login_throttled(self, user: str, token: bool) -> bool:
+        """Refuse a login attempt at once, with temporary-auth-failure, while its address or account waits
+        out the back-off of earlier failures (sakari.net.throttle)."""
+        logins = self.port.abuse.logins
+        if not self._limited or logins is None:
+            return False
+        wait = logins.wait(self.address, f"{user}@{self.stream.domain}", token)
+        if not wait:
+            return False
+        log.info("event=login-throttled conn=%s wait=%.0f", self.conn_id, wait)
+        text = f"too many failed login attempts; try again in {max(1, round(wait))} seconds"
+        self._handle(self.stream.refuse(SaslFailure("temporary-auth-failure", text)))
+        return True
 
     async def _lookup(self, user: str) -> None:
         creds = await self.port.credentials(f"{user}@{self.stream.domain}")
@@ -247,6 +299,8 @@ class StreamDriver:
             self._flush_stream()
 
     def _authorized(self) -> None:
+        if self._limited and self.session is not None:
+            self._bucket = self.port.abuse.shaper.bucket(str(self.session.jid.bare))
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None

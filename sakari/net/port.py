@@ -17,6 +17,7 @@ from sakari.core.session import Session
 from sakari.core.sessions import PreAuthHandler, PreBindHandler, SessionManager
 from sakari.core.tasks import Tasks
 from sakari.credentials import Credentials
+from sakari.net.throttle import Abuse
 from sakari.net.transport import FlowControl
 from sakari.stream.c2s import C2SStream, FeaturesCache, StreamSettings
 from sakari.stream.framing import Framing
@@ -43,6 +44,7 @@ class ClientPort:
     features: Callable[[bool], list[Element]]  # modules' stream features; the argument: authenticated?
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     flow: FlowControl = field(default_factory=FlowControl)
+    abuse: Abuse = field(default_factory=Abuse)  # login throttle, connection and stanza limits
     ssl_context: ssl.SSLContext | None = None
     channel_bindings: dict[str, bytes] = field(default_factory=dict)
     pre_bind: dict[tuple[str, str], PreBindHandler] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,3 +80,16 @@ class Listeners:
         for server in self._servers:
             server.close()
         self._servers.clear()
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files to the hard one: every client connection is a file, and the soft
+    limit (often 1024) would cap the server far below what the system allows. Returns (soft, hard) after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # a hard limit above the kernel's nr_open: keep what we have
+    return resource.getrlimit(resource.RLIMIT_NOFILE)

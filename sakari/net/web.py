@@ -23,17 +23,9 @@ from xml.sax.saxutils import quoteattr
 from aiohttp import web
 
 from sakari.config import declare
+from sakari.net.throttle import address_key, ip_networks
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _networks(value: Any) -> str | None:
-    for text in value:
-        try:
-            ipaddress.ip_network(text, strict=False)
-        except (ValueError, TypeError):
-            return f"holds {text!r}, which is not an IP address or network such as 10.0.0.5 or 10.0.0.0/24"
-    return None
 
 
 def _url(value: Any) -> str | None:
@@ -51,7 +43,7 @@ TRUSTED_PROXIES = declare(
     [],
     "Addresses or networks (\"10.0.0.5\", \"10.0.0.0/24\") of reverse proxies that terminate TLS in front of the HTTP port. "
     "Their X-Forwarded-Proto and X-Forwarded-For headers are believed; anyone else's are ignored.",
-    _networks,
+    ip_networks,
 )
 PUBLIC_URL = declare(
     "http.public_url",
@@ -109,6 +101,11 @@ class WebOrigin:
         peer = _ip(request.remote)
         forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
         return peer is not None and peer.is_loopback and not forwarded
+
+    def client_address(self, request: web.BaseRequest) -> str:
+        """The client's address as the abuse limits count it: the one our trusted proxy saw, else the peer's."""
+        text = _last(request.headers.get("X-Forwarded-For")) if self._via_proxy(request) else request.remote
+        return address_key(text)
 
     def tls_here(self, request: web.BaseRequest) -> bool:
         """TLS ends on our own port, so the certificate's channel binding holds."""

@@ -32,8 +32,11 @@ CLOSE_TIMEOUT = 5.0  # seconds for the browser to answer our close frame
 
 
 class WebSocketConnection(StreamDriver):
-    def __init__(self, port: ClientPort, stream: C2SStream, ws: web.WebSocketResponse, request: web.BaseRequest) -> None:
+    def __init__(
+        self, port: ClientPort, stream: C2SStream, ws: web.WebSocketResponse, request: web.BaseRequest, address: str = ""
+    ) -> None:
         super().__init__(port, stream)
+        self._address = address
         self.ws = ws
         self._transport = request.transport
         self._queue: list[bytes] = []
@@ -45,7 +48,7 @@ class WebSocketConnection(StreamDriver):
 
     async def run(self) -> None:
         """Read messages until the browser or we close; the session detaches or ends after."""
-        self._opened()
+        self._opened(self._address)
         self._writer = self.loop.create_task(self._write_loop())
         try:
             async for msg in self.ws:
@@ -153,5 +156,5 @@ class WebSocketEndpoint:
         stream = self.port.http_stream(
             framing, self._features_cache, self.origin.is_secure(request), self.origin.tls_here(request)
         )
-        await WebSocketConnection(self.port, stream, ws, request).run()
+        await WebSocketConnection(self.port, stream, ws, request, self.origin.client_address(request)).run()
         return ws

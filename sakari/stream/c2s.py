@@ -90,6 +90,14 @@ class Authenticated:
 
 
 @dataclass(slots=True)
+class AuthFailed:
+    """A login to ``user`` failed on its credentials (wrong password, proof or token): the driver counts it
+    for the login throttle."""
+
+    user: str
+
+
+@dataclass(slots=True)
 class Sasl2Succeeded:
     """SASL2 authenticated ``user``: bind ``resource`` (None: no Bind 2 request) with the request's inline
     features, issue or drop FAST tokens, then call :meth:`C2SStream.sasl2_done` with what goes in
@@ -143,7 +151,7 @@ class StreamEnded:
 
 
 Event = (
-    StartTLS | NeedCredentials | CheckPassword | CheckToken | Authenticated | Sasl2Succeeded | BindRequest
+    StartTLS | NeedCredentials | CheckPassword | CheckToken | Authenticated | AuthFailed | Sasl2Succeeded | BindRequest
     | PreBindReceived | PreAuthReceived | StanzaReceived | NonzaReceived | StreamEnded
 )
 
@@ -304,6 +312,14 @@ class C2SStream(StreamMachine[Event]):
         self._additional = None
         self.jid = jid
         self._send_features(bound=jid is not None)
+        return self._replay()
+
+    def refuse(self, failure: SaslFailure) -> list[Event]:
+        """The driver refuses a login attempt before looking at its credentials (the login throttle)."""
+        if self.state is State.CLOSED:
+            return []
+        assert self.state is State.SASL_LOOKUP
+        self._fail_or_close(failure)
         return self._replay()
 
     def _fail_or_close(self, failure: SaslFailure) -> None:
@@ -619,6 +635,8 @@ class C2SStream(StreamMachine[Event]):
         self._events.append(Sasl2Succeeded(self.user, request, resource, token_used, self._rotate_token))
 
     def _fail(self, failure: SaslFailure) -> None:
+        if failure.condition == "not-authorized" and self._identity is not None:
+            self._events.append(AuthFailed(self._pending_user))  # credentials were checked and did not match
         self._sasl = None
         self._identity = None
         self._plain_password = None

@@ -47,11 +47,16 @@ class RawStream:
         self._reset_parser()
 
     @classmethod
-    async def connect(cls, port: int, tls: bool = False) -> "RawStream":
+    async def connect(cls, port: int, tls: bool = False, source: str | None = None) -> "RawStream":
+        """``source``: the local address to connect from (another loopback address, 127.0.0.2, is another client
+        address to the server's per-address limits)."""
+        local_addr = (source, 0) if source is not None else None
         if tls:
-            reader, writer = await asyncio.open_connection(HOST, port, ssl=insecure_tls_context(), server_hostname=DOMAIN)
+            reader, writer = await asyncio.open_connection(
+                HOST, port, ssl=insecure_tls_context(), server_hostname=DOMAIN, local_addr=local_addr
+            )
         else:
-            reader, writer = await asyncio.open_connection(HOST, port)
+            reader, writer = await asyncio.open_connection(HOST, port, local_addr=local_addr)
         return cls(reader, writer)
 
     def _reset_parser(self) -> None:

@@ -103,15 +103,24 @@ class SakariServer:
     def _config_for_run(self) -> Path:
         """The test's configuration, with federation off unless the test configures it (a server that
         federates would ask DNS about every other domain a test writes to, and tests talk to loopback only),
-        and the file transfer proxy's fixed port off unless the test sets it."""
-        text = self.config_path.read_text() if self.config_path is not None else ""
+        the file transfer proxy's fixed port off unless the test sets it, and loopback exempt from the abuse
+        limits unless the test sets limits.exempt_networks."""
+        text = original = self.config_path.read_text() if self.config_path is not None else ""
         extra = ""
         if "[s2s]" not in text and "s2s." not in text:
             extra += "\n[s2s]\nenabled = false\n"
         if "[proxy65]" not in text and "proxy65.port" not in text:
             # The file transfer proxy listens on a fixed port (5000): one test server at a time could have it.
             extra += "\n[proxy65]\nport = 0\n"
-        if not extra:
+        if "exempt_networks" not in text:
+            # Every test client comes from loopback: the abuse limits (logins, connections, stanza rates) would
+            # hold back a suite that opens hundreds of connections. Tests of those limits configure the key.
+            exempt = 'exempt_networks = ["127.0.0.0/8", "::1"]\n'
+            if "[limits]\n" in text:
+                text = text.replace("[limits]\n", "[limits]\n" + exempt, 1)
+            else:
+                extra += "\n[limits]\n" + exempt
+        if not extra and text == original:
             assert self.config_path is not None
             return self.config_path
         path = self.data_dir.parent / f"{self.data_dir.name}.run.toml"
