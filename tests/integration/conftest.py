@@ -61,6 +61,20 @@ def server(tmp_path_factory) -> SakariServer:
 
 
 @pytest.fixture(scope="session")
+def federation(tmp_path_factory):
+    """Sakari servers and real peers (Prosody, ejabberd) federating on loopback, one world per session; each peer
+    starts when a test first asks for it (see federation_world.py)."""
+    from federation_world import FederationWorld
+
+    world = FederationWorld(tmp_path_factory.mktemp("federation"))
+    try:
+        world.start()
+        yield world
+    finally:
+        world.close()
+
+
+@pytest.fixture(scope="session")
 def spawn_server(tmp_path_factory):
     """Session-scoped factory for module-scoped servers with their own config:
     ``with spawn_server(name, config) as srv: ...`` (stopped on leaving)."""

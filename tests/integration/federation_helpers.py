@@ -12,7 +12,6 @@ import base64
 import datetime
 import random
 import re
-import shlex
 import socket
 import ssl
 import threading
@@ -64,8 +63,9 @@ class TestCA:
         self.path = directory / "ca.pem"
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, domain: str) -> tuple[Path, Path]:
-        """A server certificate for ``domain`` (a DNS-ID, RFC 6125), usable for TLS servers and clients."""
+    def issue(self, domain: str, *more: str) -> tuple[Path, Path]:
+        """A server certificate for ``domain`` and the ``more`` domains it also serves (DNS-IDs, RFC 6125), usable
+        for TLS servers and clients."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         cert = (
@@ -76,7 +76,7 @@ class TestCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in (domain, *more)]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
@@ -169,9 +169,9 @@ class RawServerStream:
 class TestDNS:
     """A DNS server for the tests' own domains (UDP, dnspython): SRV and A records, NXDOMAIN for the rest.
 
-    Sakari asks it through ``s2s.nameservers``; Prosody through a resolv.conf of
-    its own (see :func:`in_own_resolver`), so both find each other by SRV
-    records as on the Internet.
+    Sakari asks it through ``s2s.nameservers``, Prosody through a resolv.conf
+    given to its resolver, ejabberd through its Erlang resolver configuration,
+    so all find each other by SRV records as on the Internet.
     """
 
     __test__ = False
@@ -192,7 +192,7 @@ class TestDNS:
         self._thread = threading.Thread(target=self._serve, name="test-dns", daemon=True)
 
     def add(self, name: str, rdtype: str, rdata: str) -> None:
-        self._records.setdefault(dns.name.from_text(name).to_text(), []).append((rdtype, rdata))
+        self._records.setdefault(dns.name.from_text(name).to_text().lower(), []).append((rdtype, rdata))
 
     def start(self) -> None:
         self._thread.start()
@@ -209,7 +209,8 @@ class TestDNS:
                 continue
             response = dns.message.make_response(query)
             question = query.question[0]
-            records = self._records.get(question.name.to_text())
+            # Names are case-insensitive (RFC 4343); resolvers may mix the case of a query (DNS 0x20).
+            records = self._records.get(question.name.to_text().lower())
             if records is None:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             else:
@@ -221,10 +222,3 @@ class TestDNS:
 
     def close(self) -> None:
         self._sock.close()
-
-
-def in_own_resolver(resolv_conf: Path, command: list[str]) -> list[str]:
-    """``command`` in a mount namespace of its own where /etc/resolv.conf is ``resolv_conf``: a peer that reads
-    the system's resolver configuration (Prosody) asks the test's DNS server, and nothing else changes."""
-    quoted = " ".join(shlex.quote(c) for c in command)
-    return ["unshare", "--mount", "sh", "-c", f"mount --bind {shlex.quote(str(resolv_conf))} /etc/resolv.conf && exec {quoted}"]

@@ -1,26 +1,28 @@
 """A real Prosody (the Debian package) as a federation peer: its own domain, address, certificate and data.
 
-Prosody runs in the foreground as a child of the test session, in a mount
-namespace whose /etc/resolv.conf points at the test's DNS server, so it
-finds Sakari by SRV records. Accounts are made with ``prosodyctl register``.
+Prosody runs in the foreground as a child of the test session; its resolver
+(libunbound) reads a resolv.conf that names the test's DNS server, so it finds
+Sakari by SRV records. Its MUC component serves conference.<domain>.
+Accounts are made with ``prosodyctl register``. The package is installed when
+missing (as root); without it a test skips, or fails when CI is set.
 """
 
 from __future__ import annotations
 
 import secrets
-import shutil
 import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-from federation_helpers import in_own_resolver
+from bridge_peers import require_debian
 from sakari_process import Account, free_ports
 
 
-def available() -> bool:
-    return shutil.which("prosody") is not None and shutil.which("unshare") is not None
+def require_prosody() -> None:
+    require_debian("prosody", "prosody")
+    require_debian("prosodyctl", "prosody")
 
 
 class ProsodyPeer:
@@ -58,13 +60,17 @@ s2s_secure_auth = true
 authentication = "internal_hashed"
 storage = "internal"
 modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping" }}
+unbound = {{ resolvconf = "{resolv_conf}" }}
 ssl = {{ certificate = "{cert[0]}"; key = "{cert[1]}"; cafile = "{ca_file}"; }}
 {extra}
 VirtualHost "{domain}"
+
+Component "conference.{domain}" "muc"
+    restrict_room_creation = false
 """)
 
     def start(self, timeout: float = 30) -> None:
-        command = in_own_resolver(self.resolv_conf, ["prosody", "-F", "--config", str(self.config)])
+        command = ["prosody", "-F", "--config", str(self.config)]
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._pump, daemon=True).start()
         deadline = time.monotonic() + timeout

@@ -1,69 +1,25 @@
 """Federation with Prosody (the Debian package): both find each other by DNS SRV records, both trust the test CA.
 
-sakari.test is Sakari on 127.0.0.8, prosody.test is Prosody on 127.0.0.9; a
-DNS server of the test on a loopback address of its own answers for both. db.sakari.test
-(127.0.0.10) keeps Sakari's self-signed certificate, which Prosody accepts
-for that domain with dialback only (s2s_insecure_domains). Each is started
-once for the module.
+sakari.example is Sakari, prosody.example is Prosody, each on its own loopback
+address (see federation_world.py, started once per session). db.sakari.example
+keeps Sakari's self-signed certificate, which Prosody accepts for that domain
+with dialback only (s2s_insecure_domains).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from conftest import _servers
-from federation_helpers import TestCA, TestDNS
-from prosody_peer import ProsodyPeer, available
-from sakari_process import SakariServer
+from federation_world import DIALBACK, PROSODY, SAKARI
+from prosody_peer import ProsodyPeer
 from xmpp_harness import befriend, is_message, is_presence, login
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(not available(), reason="Prosody (Debian package) and unshare are needed"),
-]
-
-SAKARI, PROSODY, DIALBACK = "sakari.test", "prosody.test", "db.sakari.test"
-SAKARI_HOST, PROSODY_HOST, DIALBACK_HOST = "127.0.0.8", "127.0.0.9", "127.0.0.10"
+pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    work = tmp_path_factory.mktemp("prosody-federation")
-    ca = TestCA(work / "ca")
-    sakari = SakariServer(work / "sakari" / "data", name=SAKARI, domain=SAKARI, host=SAKARI_HOST)
-    selfsigned = SakariServer(work / "dialback" / "data", name=DIALBACK, domain=DIALBACK, host=DIALBACK_HOST)
-    dns_server = TestDNS()
-    resolv = work / "resolv.conf"
-    resolv.write_text(f"nameserver {dns_server.address}\n")
-    prosody = ProsodyPeer(
-        work / "prosody", PROSODY, PROSODY_HOST, ca.issue(PROSODY), ca.path, resolv, f's2s_insecure_domains = {{ "{DIALBACK}" }}'
-    )
-    peers = ((SAKARI, SAKARI_HOST, sakari.s2s_port), (PROSODY, PROSODY_HOST, prosody.s2s_port),
-             (DIALBACK, DIALBACK_HOST, selfsigned.s2s_port))
-    for domain, host, port in peers:
-        dns_server.add(f"_xmpp-server._tcp.{domain}.", "SRV", f"0 5 {port} {domain}.")
-        dns_server.add(f"{domain}.", "A", host)
-    dns_server.start()
-    cert, key = ca.issue(SAKARI)
-    sakari.config_path = work / "sakari.toml"
-    sakari.config_path.write_text(
-        f'[s2s]\nnameservers = ["{dns_server.address}"]\nca_file = "{ca.path}"\n[tls]\ncertificate = "{cert}"\nkey = "{key}"\n'
-    )
-    selfsigned.config_path = work / "dialback.toml"
-    selfsigned.config_path.write_text(f'[s2s]\nnameservers = ["{dns_server.address}"]\nca_file = "{ca.path}"\n')
-    try:
-        for srv in (sakari, selfsigned):
-            _servers.append(srv)
-            srv.fill_pool(4)
-            srv.start()
-        prosody.start()
-        yield sakari, prosody, selfsigned
-    finally:
-        prosody.stop()
-        for srv in (sakari, selfsigned):
-            srv.ensure_stopped()
-            _servers.remove(srv)
-        dns_server.close()
+def pair(federation):
+    return federation.sakari, federation.prosody(), federation.selfsigned
 
 
 @pytest.fixture
