@@ -18,7 +18,12 @@
   registration. One registration is notified at most once per ``push.min_interval``; what comes
   meanwhile is merged into one notification at the end of the interval.
 
-Group chat messages do not wake (a busy room would keep a phone awake).
+- Group chat (with the ``muc`` module): a room's message wakes a member of a members-only room who
+  is not in it and has no client connected (``room_message``); a session hibernating while in a room is
+  woken only by messages that mention its nick, since a busy room would keep the phone awake. A
+  notification about a message that mentions the user says so even without the summary the user may
+  allow: the ``urn:xmpp:push:summary`` form then carries ``last-message-priority`` = ``high`` and
+  nothing else (nothing about the message beyond that one bit).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from sakari.config import declare, positive
 from sakari.core import events as E
 from sakari.core.events import SessionEvent, StanzaEvent, UndeliverableEvent
 from sakari.core.modules import ModuleAPI
+from sakari.core.session import Session
 from sakari.jid import JID, JIDError, parse_jid
 from sakari.modules.adhoc import NS_DATA, Ask, Command, Done, Request, add_field, form
 from sakari.modules.util import payload
@@ -49,6 +55,9 @@ NS_CARBONS = "urn:xmpp:carbons:2"
 NS_FORWARD = "urn:xmpp:forward:0"
 NODE_CONTENTS = "urn:sakari:push:contents"  # the ad-hoc command that lets a registration's notifications say more
 STORE = "push"  # map: owner = account, key = registration key, value = Registration as JSON
+# cached keyvalue: owner = account, value = b"1" while it has registrations; read for every offline member
+# of a room on every message, so it must not cost a storage read each time.
+REGISTERED = "push_registered"
 PROP = "push"  # session.props: the keys of the registrations this session's client enabled
 
 # What makes a message worth waking a phone for, besides a body: end-to-end encrypted payloads
@@ -103,13 +112,16 @@ class Pending:
     count: int = 0
     sender: str = ""
     body: str = ""
+    mention: bool = False  # a message since the last notification mentioned the user (in a room)
     last_sent: float = float("-inf")  # loop time
     timer: asyncio.TimerHandle | None = field(default=None)
 
 
-def waking_message(stanza: Element) -> Element | None:
-    """The message a notification is about (inside a received carbon), or None if it should not wake."""
-    if stanza.name != "message" or stanza.attrs.get("type", "normal") in ("error", "groupchat", "headline"):
+def waking_message(stanza: Element, groupchat: bool = False) -> Element | None:
+    """The message a notification is about (inside a received carbon), or None if it should not wake.
+    Room messages (``groupchat``) only where the caller asks for them."""
+    kind = stanza.attrs.get("type", "normal")
+    if stanza.name != "message" or kind in ("error", "headline") or (kind == "groupchat" and not groupchat):
         return None
     received = stanza.find("received", NS_CARBONS)
     if received is not None:
@@ -126,24 +138,33 @@ def waking_message(stanza: Element) -> Element | None:
     return None
 
 
-def summary_form(pending: Pending) -> Element:
+def summary_form(pending: Pending, contents: bool) -> Element | None:
+    """The ``urn:xmpp:push:summary`` form: count, sender and text when the user allowed ``contents``;
+    ``last-message-priority`` = ``high`` when a message mentioned the user (the field app servers read to
+    send a notification as urgent). None when there is nothing the notification may say."""
+    if not contents and not pending.mention:
+        return None
     x = Element("x", NS_DATA, {"type": "submit"})
     add_field(x, "FORM_TYPE", "hidden", values=[NS_SUMMARY])
-    add_field(x, "message-count", "text-single", values=[str(pending.count)])
-    if pending.sender:
-        add_field(x, "last-message-sender", "jid-single", values=[pending.sender])
-    if pending.body:
-        add_field(x, "last-message-body", "text-single", values=[pending.body])
+    if contents:
+        add_field(x, "message-count", "text-single", values=[str(pending.count)])
+        if pending.sender:
+            add_field(x, "last-message-sender", "jid-single", values=[pending.sender])
+        if pending.body:
+            add_field(x, "last-message-body", "text-single", values=[pending.body])
+    if pending.mention:
+        add_field(x, "last-message-priority", "text-single", values=["high"])
     return x
 
 
-def publish_iq(registration: Registration, pending: Pending | None) -> Element:
-    """XEP-0357 §6: the notification, with the summary only when given ``pending`` (the user allowed it)."""
+def publish_iq(registration: Registration, pending: Pending) -> Element:
+    """XEP-0357 §6: the notification, with what of the summary the registration's user allowed."""
     iq = Element("iq", NS.CLIENT, {"type": "set"})
     pubsub = iq.add("pubsub", NS_PUBSUB)
     notification = pubsub.add("publish", attrs={"node": registration.node}).add("item").add("notification", NS_PUSH)
-    if pending is not None:
-        notification.append(summary_form(pending))
+    x = summary_form(pending, registration.summary)
+    if x is not None:
+        notification.append(x)
     if registration.options:
         pubsub.add("publish-options").append(fragment.load(registration.options.encode()))
     return iq
@@ -162,6 +183,7 @@ class Push:
     def __init__(self, mod: ModuleAPI) -> None:
         self.mod = mod
         self.store = mod.storage.map(STORE)
+        self.registered = mod.storage.cached_keyvalue(REGISTERED)
         self.pending: dict[tuple[str, str], Pending] = {}  # (account, registration key)
 
     # --- enable and disable (§5) ------------------------------------------------------------
@@ -185,6 +207,7 @@ class Push:
         for old in sorted(stored.values(), key=lambda r: r.enabled)[: max(0, len(stored) + 1 - self._max(event))]:
             await self._forget(owner, old.key)
         await self.store.set(owner, key, registration.dump())
+        await self.registered.set(owner, b"1")
         self._cancel(owner, key)  # the client is here: what it was told about so far is read
         if event.origin is not None:
             event.origin.props.setdefault(PROP, set()).add(key)
@@ -213,6 +236,8 @@ class Push:
 
     async def _forget(self, owner: str, key: str) -> None:
         await self.store.set(owner, key, None)
+        if not await self.store.items(owner):
+            await self.registered.set(owner, None)
         self._cancel(owner, key)
 
     def _cancel(self, owner: str, key: str) -> None:
@@ -230,9 +255,39 @@ class Push:
     def undeliverable(self, event: UndeliverableEvent) -> None:
         """A stanza for a hibernating session: its client's registrations are woken."""
         keys = event.session.props.get(PROP)
-        message = waking_message(event.stanza) if keys else None
-        if message is not None:
-            self.mod.spawn(self.notify(event.session.bare, set(keys), message))
+        if not keys:
+            return
+        wake = self._waking_for(event.session, event.stanza)
+        if wake is not None:
+            message, mention = wake
+            self.mod.spawn(self.notify(event.session.bare, set(keys), message, mention=mention))
+
+    def _waking_for(self, session: Session, stanza: Element) -> tuple[Element, bool] | None:
+        """What wakes a session's client, and whether it mentions the user: a room's message only when
+        it names the session's occupant (the group chat module knows its nicks), others as for offline."""
+        message = waking_message(stanza, groupchat=True)
+        if message is None:
+            return None
+        if message.attrs.get("type") != "groupchat":
+            return message, False
+        try:
+            rooms = self.mod.require("muc")
+        except RuntimeError:
+            return None
+        return (message, True) if rooms.mentions(session.jid, message) else None
+
+    def wakes(self, message: Element) -> bool:
+        """Whether a room's message is worth a notification (a body or an encrypted payload, not a chat state)."""
+        return waking_message(message, groupchat=True) is not None
+
+    async def room_message(self, account: JID, message: Element, mention: bool) -> None:
+        """A room's message for a member who is not in the room and has no client connected: every
+        registration of the account is woken, as for a message to offline storage."""
+        owner = account.text
+        marker = self.registered.peek(owner)
+        if (marker[0] if marker is not None else await self.registered.get(owner)) is None:
+            return
+        await self.notify(account, None, message, mention=mention)
 
     def detached(self, event: SessionEvent) -> None:
         """The connection went with messages the client had not acknowledged: they may never have arrived."""
@@ -244,17 +299,19 @@ class Push:
             acks = self.mod.require("smacks")
         except RuntimeError:
             return
-        unread = [m for m in map(waking_message, acks.unacknowledged(session)) if m is not None]
+        unread = [w for w in (self._waking_for(session, s) for s in acks.unacknowledged(session)) if w is not None]
         if unread:
-            self.mod.spawn(self.notify(session.bare, set(keys), *unread))
+            mention = any(m for _, m in unread)
+            self.mod.spawn(self.notify(session.bare, set(keys), *(w for w, _ in unread), mention=mention))
 
-    async def notify(self, account: JID, keys: Iterable[str] | None, *messages: Element) -> None:
+    async def notify(self, account: JID, keys: Iterable[str] | None, *messages: Element, mention: bool = False) -> None:
         owner = str(account)
         stored = await self.store.items(owner)
         loop = asyncio.get_running_loop()
         for key in stored if keys is None else [k for k in keys if k in stored]:
             pending = self.pending.setdefault((owner, key), Pending())
             pending.count += len(messages)
+            pending.mention = pending.mention or mention
             last = messages[-1]
             pending.sender, pending.body = last.attrs.get("from", ""), last.child_text("body") or ""
             if pending.timer is not None:
@@ -277,7 +334,8 @@ class Push:
         if data is None:
             return  # disabled meanwhile
         registration = Registration.load(data)
-        iq = publish_iq(registration, pending if registration.summary else None)
+        iq = publish_iq(registration, pending)
+        pending.mention = False  # told now; the next notification flags only a new mention
         try:
             answer = await self.mod.request(iq, parse_jid(registration.jid), from_jid=account)
         except TimeoutError:
@@ -317,6 +375,7 @@ class Push:
 
 def setup(mod: ModuleAPI) -> None:
     push = Push(mod)
+    mod.provide("push", push)  # for group chat: room messages for members who are away
     mod.add_feature(NS_PUSH)
     mod.add_account_feature(NS_PUSH)  # §5: clients look for it on their own account
     mod.hook(f"iq-set/self/{NS_PUSH}:enable", push.enable)

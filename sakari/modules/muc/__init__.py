@@ -18,9 +18,11 @@ from sakari.config import declare, non_negative, one_of, positive
 from sakari.core import events as E
 from sakari.core.events import ServerEvent, SessionEvent
 from sakari.core.modules import ModuleAPI
+from sakari.jid import JID, parse_jid
 from sakari.modules.mam import MAX_RESULTS as MAM_MAX_RESULTS
 from sakari.modules.muc.room import Limits
 from sakari.modules.muc.service import SERVICE_FEATURES, MucService, Policy
+from sakari.xml.element import Element
 
 SUBDOMAIN = declare(
     "muc.subdomain", "conference",
@@ -102,6 +104,14 @@ def setup(mod: ModuleAPI) -> None:
             if event.session.jid in service.where:
                 await service.session_gone(event.session.jid)
 
+    class Mentions:
+        """For the push module: whether a room message for a hibernating session mentions its occupant."""
+
+        def mentions(self, occupant: JID, message: Element) -> bool:
+            domain = parse_jid(message.attrs.get("from", "")).domain
+            return any(s.mentioned(occupant, message) for s in services if s.domain == domain)
+
+    mod.provide("muc", Mentions())
     mod.hook(E.SERVER_STARTED, start)
     mod.hook(E.SERVER_STOPPING, stop)
     mod.hook(E.SESSION_CLOSED, session_closed)

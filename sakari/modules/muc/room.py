@@ -79,6 +79,7 @@ class Room:
         self.secret = secret  # for occupant ids that outsiders cannot link across rooms
         self.new_stanza_id = stanza_id
         self.affiliations: dict[JID, Affiliation] = {}
+        self.seen_nicks: dict[JID, str] = {}  # a member's bare JID → the nick it last used here (for mentions)
         self.occupants: dict[str, Occupant] = {}  # by nick
         self.by_jid: dict[JID, Occupant] = {}  # by real full JID
         self.subject = ""
@@ -108,6 +109,11 @@ class Room:
             if entry.nick == nick:
                 return bare
         return None
+
+    def nicks_of(self, bare: JID) -> set[str]:
+        """The nicks that name a member here: its registered nick and the one it last used."""
+        entry = self.affiliations.get(bare)
+        return {n for n in (entry.nick if entry is not None else "", self.seen_nicks.get(bare, "")) if n}
 
     def occupant_jid(self, nick: str) -> JID:
         return JID(self.jid.local, self.jid.domain, nick)

@@ -26,6 +26,7 @@ from sakari.modules.mam.query import form_fields
 from sakari.modules.muc import admin, forms, retract
 from sakari.modules.muc import model as M
 from sakari.modules.muc.archive import NS_MAM, RoomArchive
+from sakari.modules.muc.mentions import mentions
 from sakari.modules.muc.model import Affiliation, RoomConfig
 from sakari.modules.muc.room import Limits, Out, Room
 from sakari.xml import fragment
@@ -67,6 +68,8 @@ class MucService:
         self.room_store = mod.storage.map("muc_rooms")  # owner: the service domain; key: the room's name
         self.affiliation_store = mod.storage.map("muc_affiliations")  # owner: the room's bare JID
         self.vcard_store = mod.storage.keyvalue("muc_vcard")  # owner: the room's bare JID
+        # owner: the room's bare JID; key: a member's bare JID; value: the nick it last used there (mentions)
+        self.nick_store = mod.storage.map("muc_nicks")
         self.blocklists = mod.storage.blocklist  # cached: peek answers without I/O
         self.archive = RoomArchive(mod.storage.archive("muc_mam"), mod.spawn)
 
@@ -98,6 +101,8 @@ class MucService:
             room.subject, room.subject_from = saved.get("subject", ""), saved.get("subject_from", "")
             for bare, entry in (await self.affiliation_store.items(room.jid.text)).items():
                 room.affiliations[parse_jid(bare)] = Affiliation.load(entry)
+            for bare, nick in (await self.nick_store.items(room.jid.text)).items():
+                room.seen_nicks[parse_jid(bare)] = nick.decode()
             length = room.config.history_length
             room.history.restore(await self.archive.recent(room, length), length, room.jid.text)
             room.vcard = await self.vcard_store.get(room.jid.text)
@@ -114,6 +119,9 @@ class MucService:
         for bare in changed:
             entry = room.affiliations.get(bare)
             await self.affiliation_store.set(room.jid.text, bare.text, entry.dump() if entry is not None else None)
+        if affiliations is None:  # the whole room (it just became persistent): the nicks members used too
+            for bare, nick in room.seen_nicks.items():
+                await self.nick_store.set(room.jid.text, bare.text, nick.encode())
 
     async def forget(self, room: Room) -> None:
         """A destroyed room, or an empty temporary one: gone from memory and storage."""
@@ -122,6 +130,7 @@ class MucService:
         room.destroyed = True
         await self.room_store.set(self.domain, room.jid.local, None)
         await self.affiliation_store.clear(room.jid.text)
+        await self.nick_store.clear(room.jid.text)
         await self.vcard_store.set(room.jid.text, None)
         await self.archive.clear(room)
 
@@ -225,6 +234,7 @@ class MucService:
                 await self.deliver(room.update_presence(real, stanza))
             else:
                 await self.deliver(room.change_nick(real, to.resource, stanza))
+                await self.remember_nick(room, real.bare, to.resource)
             return
         self.count_join(real.bare)
         if self.router.hosts.has_accounts(real.domain):
@@ -242,6 +252,15 @@ class MucService:
                 await self.close_if_empty(room)
             raise
         await self.deliver(outs)
+        await self.remember_nick(room, real.bare, to.resource)
+
+    async def remember_nick(self, room: Room, bare: JID, nick: str) -> None:
+        """A member's nick, so that a mention of it reaches the member's phone once the member is away."""
+        if room.seen_nicks.get(bare) == nick or M.AFFILIATION_RANK[room.affiliation(bare)] < 1:
+            return
+        room.seen_nicks[bare] = nick
+        if room.config.persistent and not room.destroyed:
+            await self.nick_store.set(room.jid.text, bare.text, nick.encode())
 
     def count_join(self, bare: JID) -> None:
         """A token bucket per account: ``joins_per_minute``, with as many in one burst."""
@@ -322,10 +341,50 @@ class MucService:
         if (room.subject, room.subject_from) != subject:
             await self.save(room, [])
         message = outs[0].stanza
+        if room.config.members_only and outs[0].sender is not None:
+            self.notify_away(room, message, real.bare)
         if room.config.persistent and (message.find("body") is not None or retraction is not None):
             self.archive.keep(room, message, real.bare)
         if retracted is not None:
             await self.tombstone(room, retracted, now, None)
+
+    # --- members who are away (XEP-0357 push, through the push module) ------------------------------------
+    def notify_away(self, room: Room, message: Element, sender: JID) -> None:
+        """A message in a members-only room wakes the phones of members who are neither in the room nor
+        connected at all; it says so when it mentions them. Who is away is found here, on the message's
+        path, with no I/O; the notifications themselves (block lists, registrations) are a task of their own."""
+        push = self._push()
+        if push is None or not push.wakes(message):
+            return
+        present = {o.bare for o in room.occupants.values()}
+        has_accounts = self.router.hosts.has_accounts
+        away = [bare for bare, entry in room.affiliations.items()
+                if M.AFFILIATION_RANK[entry.affiliation] >= 1 and bare not in present and bare != sender
+                and has_accounts(bare.domain) and not self._connected(bare)]
+        if away:
+            self.mod.spawn(self._notify_away(push, room, message, sender, away))
+
+    async def _notify_away(self, push: Any, room: Room, message: Element, sender: JID, away: list[JID]) -> None:
+        for bare in await self.unblocked(sender, away):
+            await push.room_message(bare, message, mentions(message, room.jid, room.nicks_of(bare), bare))
+
+    def _push(self) -> Any:
+        try:
+            return self.mod.require("push")
+        except RuntimeError:
+            return None  # push notifications are not switched on
+
+    def _connected(self, bare: JID) -> bool:
+        """Whether one of the account's clients is connected (a resource on another node counts as one)."""
+        return any(r.session is None or r.session.connection is not None for r in self.router.resources(bare))
+
+    def mentioned(self, occupant: JID, message: Element) -> bool:
+        """Whether a message of one of this service's rooms mentions the occupant with that real JID."""
+        room = self.rooms.get(parse_jid(message.attrs.get("from", "")).local or "")
+        inside = room.by_jid.get(occupant) if room is not None else None
+        if room is None or inside is None:
+            return False
+        return mentions(message, room.jid, room.nicks_of(occupant.bare) | {inside.nick}, occupant.bare)
 
     async def original(self, room: Room, stanza_id: str) -> Element | None:
         """A message of the room by its stanza-id: in the recent history, else in the archive."""
