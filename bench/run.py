@@ -34,7 +34,7 @@ from pathlib import Path
 from bench.loadgen import raise_nofile_limit
 from bench.report import write_report
 from bench.scenarios import DEFAULT_SCENARIOS, SCENARIOS, Params, ScenarioError, prime_scram_cache
-from bench.servers import SERVERS, install_debian_packages, stop_all
+from bench.servers import SERVERS, default_features, install_debian_packages, stop_all
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -64,9 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--idle-settle", type=float, default=None,
                     help="seconds between the last idle login and the RSS reading (default 5)")
     ap.add_argument("--muc-occupants", type=int, default=None)
+    ap.add_argument("--muc-large-occupants", type=int, default=None)
     ap.add_argument("--mam-archive", type=int, default=None,
                     help="messages in the queried archive (target is stated for 1,000,000; default 20,000)")
-    ap.add_argument("--sakari-features", default="", help="e.g. 'muc' once Sakari has group chat")
+    ap.add_argument("--sakari-features", default=None,
+                    help="comma-separated bench features Sakari is measured on (default: those its default "
+                         "modules serve, 'muc'; '' for none)")
     ap.add_argument("--quiet-wait", type=float, default=60.0,
                     help="before each measurement, wait up to this many seconds for the machine to be idle")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory (default: bench/results)")
@@ -95,6 +98,7 @@ def build_params(args: argparse.Namespace) -> Params:
                  "chat_many_users": args.chat_many_users, "chat_many_window": args.chat_many_window,
                  "login_users": args.login_users, "login_parallel": args.login_parallel,
                  "idle_conns": args.idle_conns, "muc_occupants": args.muc_occupants,
+                 "muc_large_occupants": args.muc_large_occupants,
                  "mam_archive": args.mam_archive, "idle_settle_s": args.idle_settle}
     for k, v in overrides.items():
         if v is not None:
@@ -192,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     missing_debs = []
     for name in server_names:
         srv = SERVERS[name](root, server_cpus, tls=args.tls)
-        if name == "sakari" and args.sakari_features:
-            srv.features = set(args.sakari_features.split(","))
+        if name == "sakari" and args.sakari_features is not None:
+            srv.features = {f for f in args.sakari_features.split(",") if f}
         servers.append(srv)
         if not srv.is_installed():
             if name in ("prosody", "ejabberd"):
@@ -204,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     for srv in servers:
         if srv.name == "sakari" and not srv.is_installed() and not args.no_install:
             srv.install()
+            if args.sakari_features is None:
+                srv.features = default_features()  # now that Sakari is there to ask
 
     raw = {"params": params.as_dict(), "environment": environment(), "servers": {},
            "server_cpus": sorted(server_cpus), "tls": args.tls, "runs": args.runs,
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{srv.name}] creating {need} accounts", flush=True)
             srv.ensure_accounts(need)
             print(f"[{srv.name}] accounts ready in {time.monotonic() - t0:.1f}s", flush=True)
-            if set(scenario_names) & {"chat", "login", "idle", "muc"}:
+            if set(scenario_names) & {"chat", "login", "idle", "muc", "muc-large"}:
                 t0 = time.monotonic()
                 srv.start()
                 try:

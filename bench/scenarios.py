@@ -55,8 +55,11 @@ class Params:
     idle_conns: int = 10_000
     idle_presence: bool = True
     idle_settle_s: float = 5.0
-    # muc
-    muc_occupants: int = 500
+    # muc: one room, some occupants sending flat out (few in flight each, as
+    # the reflected copy of a sender's own message frees its slot); muc-large
+    # is the same in a room five times bigger, where joins cost the most
+    muc_occupants: int = 100
+    muc_large_occupants: int = 500
     muc_senders: int = 10
     muc_window: int = 2
     # mam
@@ -72,7 +75,7 @@ class Params:
     def quick(cls) -> "Params":
         return cls(chat_users=40, chat_window=20, chat_many_users=200, chat_many_window=2, warmup_s=1.0, duration_s=4.0, drain_s=10.0,
                    login_users=200, login_parallel=32, idle_conns=1000, idle_settle_s=2.0,
-                   muc_occupants=50, muc_senders=4, mam_archive=5_000, mam_queries=10)
+                   muc_occupants=50, muc_large_occupants=100, muc_senders=4, mam_archive=5_000, mam_queries=10)
 
     def accounts_needed(self, scenarios: list[str]) -> int:
         need = 2
@@ -86,6 +89,8 @@ class Params:
             need = max(need, self.idle_conns + 100)
         if "muc" in scenarios:
             need = max(need, self.muc_occupants)
+        if "muc-large" in scenarios:
+            need = max(need, self.muc_large_occupants)
         if "mam" in scenarios:
             need = max(need, self.mam_senders + 1)
         return need
@@ -281,6 +286,7 @@ class ChatScenario:
         finally:
             fleet.close()
         lat = sorted(x for r in results for x in r["lat"])
+        join_lat = sorted(x for r in results for x in r["join_lat"])
         sent = sum(r["sent"] for r in results)
         received = sum(r["received"] for r in results)
         in_window = sum(r["in_window"] for r in results)
@@ -546,10 +552,16 @@ async def muc_worker(ctx: WorkerContext) -> dict:
     for i, c in enumerate(conns):
         c.on_raw = make_handler(i)  # type: ignore[union-attr]
 
+    join_lat = array("q")
+
     async def join(i: int) -> None:
+        """Enter the room; timed from the presence sent to the occupant's own presence back (which comes
+        after the others' presences, XEP-0045 §7.2.3)."""
         joined[i] = loop.create_future()
+        t = now()
         conns[i].send(f"<presence to='{nicks[i]}'><x xmlns='{MUC_NS}'><history maxstanzas='0'/></x></presence>".encode())  # type: ignore[union-attr]
         await asyncio.wait_for(joined[i], 60)
+        join_lat.append(now() - t)
 
     if cmd.get("create"):
         await join(0)
@@ -582,13 +594,18 @@ async def muc_worker(ctx: WorkerContext) -> dict:
     for c in conns:
         c.close()  # type: ignore[union-attr]
     await asyncio.sleep(0.2)
-    return {**st, "lat": lat}
+    return {**st, "lat": lat, "join_lat": join_lat}
 
 
 class MucScenario:
-    name = "muc"
-    title = "group chat fan-out (deliveries/s in one room)"
+    """One room of ``occupants`` (a :class:`Params` field), ``muc_senders`` of them sending flat out."""
+
     headline = "deliveries/s"
+
+    def __init__(self, name: str, occupants: str, title: str) -> None:
+        self.name = name
+        self.occupants = occupants
+        self.title = title
 
     def supported(self, server: Server) -> str | None:
         if "muc" not in server.features:
@@ -596,7 +613,7 @@ class MucScenario:
         return None
 
     def run(self, server: Server, params: Params) -> dict:
-        users = server.accounts(params.muc_occupants)
+        users = server.accounts(getattr(params, self.occupants))
         slices = split(users, params.workers)
         room = f"bench{int(time.time())}@{server.target.muc_domain}"
         per_worker_senders = max(1, params.muc_senders // params.workers)
@@ -612,7 +629,9 @@ class MucScenario:
             fleet.send_to(0, "join", {"create": True})
             fleet.gather("joined", timeout=120, only=[0])
             fleet.broadcast("join", {"create": False})
+            t_join = time.monotonic()
             fleet.gather("joined", timeout=600)
+            join_s = time.monotonic() - t_join
             t_go = time.monotonic_ns() + NS // 2
             m0 = t_go + int(params.warmup_s * NS)
             m1 = m0 + int(params.duration_s * NS)
@@ -631,6 +650,10 @@ class MucScenario:
             "deliveries_per_s": rate,
             "p50_ms": _percentile(lat, 0.50) / 1e6,
             "p99_ms": _percentile(lat, 0.99) / 1e6,
+            # every occupant but the creator enters at once (20 joins in flight per generator worker)
+            "join_p50_ms": _percentile(join_lat, 0.50) / 1e6,
+            "join_p99_ms": _percentile(join_lat, 0.99) / 1e6,
+            "join_all_s": join_s,
             "sent": sent,
             "expected_deliveries": sent * len(users),
             "received": received,
@@ -810,5 +833,8 @@ class MamScenario:
 
 
 SCENARIOS: dict[str, Any] = {s.name: s for s in (ChatScenario("chat"), ChatScenario("chat-many"), LoginScenario(),
-                                                  IdleScenario(), MucScenario(), MamScenario())}
-DEFAULT_SCENARIOS = ["chat", "chat-many", "login", "idle", "muc", "mam"]
+                                                  IdleScenario(),
+    MucScenario("muc", "muc_occupants", "group chat fan-out (deliveries/s in one room)"),
+    MucScenario("muc-large", "muc_large_occupants", "a large room: joins and fan-out"),
+    MamScenario())}
+DEFAULT_SCENARIOS = ["chat", "chat-many", "login", "idle", "muc", "muc-large", "mam"]
