@@ -13,6 +13,7 @@ from typing import Callable
 # Headline figures that a saturated generator would cap (marked with a dagger).
 HEADLINE = {"chat": "msgs_per_s", "chat-many": "msgs_per_s", "login": "logins_per_s", "muc": "deliveries_per_s",
             "muc-large": "deliveries_per_s"}
+HEADLINE["component"] = "msgs_per_s"
 GEN_CPUS = [1]
 
 # Reference figures the targets were set against (issue 8).
@@ -89,6 +90,14 @@ ROWS = [
     Row("muc-large", "large room: join latency p99", "join_p99_ms", "ms", False, "reported", lambda s, o: None, 1),
     Row("muc-large", "large room: all occupants in", "join_all_s", "s", False, "reported", lambda s, o: None, 2),
     Row("muc-large", "large room: lost deliveries", "lost", "deliveries", False, "0", lambda s, o: s == 0),
+    Row("component", "component traffic (users ↔ echoing component)", "msgs_per_s", "msgs/s", True,
+        "≥ 1.5× the better other server measured here", _chat_many_judge),
+    Row("component", "component round trip p50", "p50_ms", "ms", False, "—", lambda s, o: None, 1),
+    Row("component", "component round trip p99", "p99_ms", "ms", False, "—", lambda s, o: None, 1),
+    Row("component", "component lost messages", "lost", "msgs", False, "0", lambda s, o: s == 0),
+    Row("component", "component server CPU", "server_cpu", "cores", False, "—", lambda s, o: None, 2),
+    Row("component", "component msgs per server CPU-second", "msgs_per_server_cpu_s", "msgs/CPU-s", True, "—",
+        lambda s, o: None),
     Row("mam", "MAM last page of 50 (archive of {mam_archive:,})", "ms_per_page", "ms", False,
         "< 20 ms at 1,000,000 messages", lambda s, o: s < 20, 1),
     Row("mam", "MAM first (cold) query after start", "cold_ms", "ms", False, "—", lambda s, o: None, 1),
@@ -240,6 +249,12 @@ def write_report(out: Path, raw: dict, medians: dict, unsupported: dict, servers
                      "an occupant's presence to the room to its own presence back (after the others'), with every "
                      "occupant but the creator entering at once, 20 joins in flight per generator worker; "
                      "\"all occupants in\" is the time until the last one is in.")
+    if "component_users" in p:
+        lines.append(f"- component: {p['component_users']} online users, each sending 1:1 `type=chat` messages to "
+                     "an external component (XEP-0114; one per generator worker, a raw-socket client like the users) "
+                     f"with {p['component_window']} in flight; the component sends each message back to its sender, "
+                     "whose receipt of the echo lets it send the next. msgs/s counts both hops (user → component and "
+                     "component → user) inside the window; latency is the round trip.")
     lines.append(f"- mam: u1's archive filled once per server with {p['mam_archive']:,} 1:1 messages sent to u1 "
                  f"through the server (archiving on, default storage; not timed), then {p['mam_queries']} queries "
                  f"for the last page of {p['mam_page']} (XEP-0313 with RSM `<before/>`), one after another, each "

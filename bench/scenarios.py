@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, asdict
 from typing import Any, Protocol
 
 from bench import xmpp
+from bench.component import ComponentScenario
 from bench.loadgen import Fleet, Target, WorkerContext, login_many, split
 from bench.procstat import cpu_busy_seconds, cpu_seconds, process_tree, rss_kib
 
@@ -62,6 +63,10 @@ class Params:
     muc_large_occupants: int = 500
     muc_senders: int = 10
     muc_window: int = 2
+    # component: users and an echoing external component (XEP-0114), one
+    # component per generator worker; in flight as in chat
+    component_users: int = 100
+    component_window: int = 50
     # mam
     # The target is stated for 1,000,000; filling through Prosody's and
     # ejabberd's default archive storage runs at ~100-250 messages/s here, so
@@ -93,6 +98,8 @@ class Params:
             need = max(need, self.muc_large_occupants)
         if "mam" in scenarios:
             need = max(need, self.mam_senders + 1)
+        if "component" in scenarios:
+            need = max(need, self.component_users)
         return need
 
     def as_dict(self) -> dict:
@@ -836,5 +843,5 @@ SCENARIOS: dict[str, Any] = {s.name: s for s in (ChatScenario("chat"), ChatScena
                                                   IdleScenario(),
     MucScenario("muc", "muc_occupants", "group chat fan-out (deliveries/s in one room)"),
     MucScenario("muc-large", "muc_large_occupants", "a large room: joins and fan-out"),
-    MamScenario())}
+    MamScenario(), ComponentScenario())}
 DEFAULT_SCENARIOS = ["chat", "chat-many", "login", "idle", "muc", "muc-large", "mam"]

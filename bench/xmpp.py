@@ -38,6 +38,7 @@ NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 NS_REGISTER = "jabber:iq:register"
 NS_MUC = "http://jabber.org/protocol/muc"
+NS_COMPONENT = "jabber:component:accept"
 
 # (user, salt, iterations) -> (client_key, stored_key, server_key)
 SCRAM_CACHE: dict[tuple[str, bytes, int], tuple[bytes, bytes, bytes]] = {}
@@ -308,12 +309,10 @@ class Connection(asyncio.Protocol):
                 self._waiter = None
         return self._queue.pop(0)
 
-    async def open_stream(self) -> Element:
-        """Send a stream header, wait for the server's header and features."""
+    async def _exchange_headers(self, header: str) -> dict[str, str]:
+        """Send a stream header; return the attributes of the server's."""
         self._stream_header = None
-        self.transport.write(  # type: ignore[union-attr]
-            f"<?xml version='1.0'?><stream:stream to='{self.domain}' version='1.0' "
-            "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>".encode())
+        self.transport.write(header.encode())  # type: ignore[union-attr]
         if self._stream_header is None:
             if self._error is not None:
                 raise self._error
@@ -322,6 +321,13 @@ class Connection(asyncio.Protocol):
                 await self._header_waiter
             finally:
                 self._header_waiter = None
+        return self._stream_header  # type: ignore[return-value]
+
+    async def open_stream(self) -> Element:
+        """Send a stream header, wait for the server's header and features."""
+        await self._exchange_headers(
+            f"<?xml version='1.0'?><stream:stream to='{self.domain}' version='1.0' "
+            "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
         features = await self.next_element()
         if features.name != "features":
             raise XMPPError(f"expected stream features, got {features.name}: {_describe(features)}")
@@ -466,6 +472,30 @@ async def login(host: str, port: int, user: str, password: str, domain: str, res
                 conn.go_raw()
             if presence:
                 conn.transport.write(b"<presence/>")  # type: ignore[union-attr]
+    except BaseException:
+        if conn.transport is not None:
+            conn.transport.abort()
+        raise
+    return conn
+
+
+async def component_login(host: str, port: int, domain: str, secret: str, flusher: Flusher | None = None,
+                          timeout: float = 60.0) -> Connection:
+    """An external component's stream (XEP-0114): the server's stream id, the handshake (hex SHA-1 of the
+    id followed by the shared secret), then raw mode (:meth:`Connection.go_raw`)."""
+    conn = await connect(host, port, domain, flusher)
+    try:
+        async with asyncio.timeout(timeout):
+            header = await conn._exchange_headers(
+                f"<?xml version='1.0'?><stream:stream to='{domain}' xmlns='{NS_COMPONENT}' "
+                "xmlns:stream='http://etherx.jabber.org/streams'>")
+            digest = hashlib.sha1((header.get("id", "") + secret).encode()).hexdigest()
+            conn.transport.write(f"<handshake>{digest}</handshake>".encode())  # type: ignore[union-attr]
+            el = await conn.next_element()
+            if el.name != "handshake":
+                raise XMPPError(f"component handshake refused: {_describe(el)}")
+            conn.jid = domain
+            conn.go_raw()
     except BaseException:
         if conn.transport is not None:
             conn.transport.abort()
