@@ -50,16 +50,14 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = self.loop.time()
         self._active(now)
-        delay = self._rate_delay(len(data), now)
-        if delay and not self._rate_paused:
-            self._rate_paused = True
-            self._update_reading()
-            self.loop.call_later(delay, self._rate_resume)
+        self._pause_for(self._rate_delay(len(data), now))
         self.flow.current_origin = self
         try:
             self._handle(self.stream.receive(data))
         finally:
             self.flow.current_origin = None
+        if self._stanzas:
+            self._pause_for(self._stanza_delay(now))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._stall_timer is not None:
@@ -109,6 +107,13 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
             self._drain_waiters.append(waiter)
             await waiter
         return not self._closed
+
+    def _pause_for(self, delay: float) -> None:
+        """Stop reading for ``delay`` seconds (a rate limit); a pause under way is not lengthened."""
+        if delay and not self._rate_paused:
+            self._rate_paused = True
+            self._update_reading()
+            self.loop.call_later(delay, self._rate_resume)
 
     def _rate_resume(self) -> None:
         self._rate_paused = False

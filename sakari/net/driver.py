@@ -128,17 +128,21 @@ class StreamDriver:
 
     def _rate_delay(self, size: int, now: float) -> float:
         """Seconds to stop reading after ``size`` bytes arrived, by the token bucket of limits.rate_bytes."""
-        delay = 0.0
         rate = self.limits.rate_bytes
-        if rate:
-            tokens = min(self.limits.rate_burst, self._tokens + (now - self._token_time) * rate) - size
-            self._tokens, self._token_time = tokens, now
-            delay = -tokens / rate if tokens < 0 else 0.0
-        if self._stanzas and self._bucket is not None:
-            # The account's stanza rate, charged with what arrived since the last read.
-            delay = max(delay, self.port.abuse.shaper.delay(self._bucket, self._stanzas, now))
-            self._stanzas = 0
-        return delay
+        if not rate:
+            return 0.0
+        tokens = min(self.limits.rate_burst, self._tokens + (now - self._token_time) * rate) - size
+        self._tokens, self._token_time = tokens, now
+        return -tokens / rate if tokens < 0 else 0.0
+
+    def _stanza_delay(self, now: float) -> float:
+        """Seconds to stop reading after the stanzas just handled, by the account's stanza rate (limits.stanza_rate,
+        one bucket for all its connections). Called after handling a read: the stanzas of one read pass, the
+        next read waits for them."""
+        stanzas, self._stanzas = self._stanzas, 0
+        if not stanzas or self._bucket is None:
+            return 0.0
+        return self.port.abuse.shaper.delay(self._bucket, stanzas, now)
 
     def close_stream(self, error: StreamError | None = None) -> None:
         """Close from our side: send the error (if any) and the stream's end, then end the transport."""

@@ -68,7 +68,7 @@ class WebSocketConnection(StreamDriver):
         now = self.loop.time()
         self._active(now)
         self._handle(self.stream.receive(data))
-        delay = self._rate_delay(len(data), now)
+        delay = max(self._rate_delay(len(data), now), self._stanza_delay(now))
         if delay:
             await asyncio.sleep(delay)  # the rate limit: the next message waits its turn
 

@@ -7,6 +7,7 @@ address (127.0.0.2, 127.0.0.3, ...), which the server counts as a client address
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -127,3 +128,20 @@ async def test_log_ip_writes_each_connections_address_beside_its_id(tmp_path):
         assert opened and re.search(r"conn=[0-9a-f]{8} address=127\.0\.0\.1\b", opened[0])
     finally:
         server.ensure_stopped()
+
+
+async def test_an_accounts_stanzas_beyond_its_rate_are_slowed_down_not_dropped(make_server):
+    server = make_server("[limits]\nexempt_networks = []\nstanza_rate = 20.0\nstanza_burst = 10\n", accounts=2)
+    sender, receiver = await login(server, server.new_account()), await login(server, server.new_account())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # In rounds, as a client that keeps sending does: the stanzas of one read pass, the next read waits for them.
+    for round in range(6):
+        for i in range(10):
+            sender.message(receiver.jid, f"shaped {round}-{i}")
+        for i in range(10):
+            await receiver.expect_message(f"shaped {round}-{i}")
+    # 10 at once, then 20 per second: the last of 60 cannot arrive before about two seconds.
+    assert loop.time() - started >= 1.5
+    await sender.close()
+    await receiver.close()
