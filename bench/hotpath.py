@@ -119,6 +119,7 @@ async def run(messages: int, chunk: int, quiet: bool, modules: list[str], mobile
         config = Config({
             "data_dir": data_dir, "network.c2s_port": 0, "network.c2s_tls_port": 0, "network.http_port": 0,
             "c2s.require_encryption": False, "limits.c2s_rate_bytes": 0,
+            "limits.exempt_networks": ["127.0.0.0/8"],  # clients on loopback, as many as the scenario needs
             **({"modules.enabled": modules} if modules else {}),
         })
         server = Server(config)
