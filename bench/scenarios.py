@@ -649,6 +649,7 @@ class MucScenario:
         finally:
             fleet.close()
         lat = sorted(x for r in results for x in r["lat"])
+        join_lat = sorted(x for r in results for x in r["join_lat"])
         sent = sum(r["sent"] for r in results)
         received = sum(r["received"] for r in results)
         rate = sum(r["in_window"] for r in results) / params.duration_s
@@ -668,6 +669,8 @@ class MucScenario:
             "errors": sum(r["errors"] for r in results),
             "occupants": len(users),
             "senders": per_worker_senders * params.workers,
+            # on a shared machine the server may not get its whole core: this is what it did with what it got
+            "deliveries_per_server_cpu_s": rate / usage["server_cpu"] if usage["server_cpu"] > 0 else float("nan"),
             **usage,
         }
 
