@@ -293,7 +293,6 @@ class ChatScenario:
         finally:
             fleet.close()
         lat = sorted(x for r in results for x in r["lat"])
-        join_lat = sorted(x for r in results for x in r["join_lat"])
         sent = sum(r["sent"] for r in results)
         received = sum(r["received"] for r in results)
         in_window = sum(r["in_window"] for r in results)
