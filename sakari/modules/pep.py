@@ -7,6 +7,9 @@
   (XEP-0115, the ``caps`` module) show ``NODE+notify`` and who may see the node under its
   access model (presence by default, open, roster, whitelist). Nothing is remembered per
   contact: recipients are worked out from the roster and the router when an item is published.
+- Explicit subscriptions (XEP-0060 §6.1, §6.2, §5.6): whoever may see a node can subscribe to it
+  (a bare JID or one resource) and is notified whatever its caps say, until it unsubscribes or
+  may no longer see the node; the subscription is kept with the node.
 - The last item of each wanted node goes to a resource on its initial presence, and again
   for nodes it newly wants when its caps change (XEP-0163 §4.3).
 - XEP-0223: nodes published with persist_items and the whitelist model keep private data.
@@ -35,6 +38,7 @@ from sakari.modules.pubsub.config import (
     meta_data_form,
     publish_options,
 )
+from sakari.modules.pubsub.delivery import headline_resources, send_each
 from sakari.modules.pubsub.node import Node
 from sakari.modules.pubsub.protocol import (
     NS_OWNER,
@@ -46,6 +50,7 @@ from sakari.modules.pubsub.protocol import (
     find_form,
     items_event,
     items_result,
+    own_subscriber,
     parse_request,
     publication,
     publish_result,
@@ -57,6 +62,7 @@ from sakari.modules.pubsub.protocol import (
 )
 from sakari.modules.pubsub.store import NodeStore
 from sakari.modules.util import payload
+from sakari.storage.base import RosterItem
 from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError
 
@@ -85,7 +91,7 @@ FEATURES = [
     "config-node", "create-and-configure", "create-nodes", "delete-items", "delete-nodes", "filtered-notifications",
     "last-published", "item-ids", "manage-affiliations", "member-affiliation", "persistent-items", "presence-notifications",
     "publish", "publish-options", "purge-nodes", "retract-items", "retrieve-affiliations", "retrieve-default",
-    "retrieve-items", "retrieve-subscriptions",
+    "retrieve-items", "retrieve-subscriptions", "subscribe",
 ]
 
 
@@ -100,6 +106,13 @@ def _truthy(text: str | None) -> bool:
     return text in ("1", "true")
 
 
+def _allowed(node: Node, owner: str, bare: str, item: RosterItem | None) -> bool:
+    """Whether ``bare`` may see the node, given the owner's roster item for it (if any)."""
+    if item is None or not item.listed:
+        return node.may_see(bare, owner, None)
+    return node.may_see(bare, owner, item.subscription, tuple(item.groups))
+
+
 class Pep:
     def __init__(self, mod: ModuleAPI) -> None:
         self.mod = mod
@@ -112,10 +125,7 @@ class Pep:
     async def may_see(self, node: Node, owner: JID, requester: JID) -> bool:
         if node.config.access_model == "open" or requester.bare == owner:
             return True
-        item = await self.rosters.item(str(owner), str(requester.bare))
-        if item is None or not item.listed:
-            return node.may_see(str(requester.bare), str(owner), None)
-        return node.may_see(str(requester.bare), str(owner), item.subscription, tuple(item.groups))
+        return _allowed(node, str(owner), str(requester.bare), await self.rosters.item(str(owner), str(requester.bare)))
 
     async def check_access(self, node: Node, owner: JID, requester: JID) -> None:
         """XEP-0060 §6.5.9: each access model refuses with its own condition."""
@@ -148,7 +158,37 @@ class Pep:
             except JIDError:
                 continue
             recipients.extend(r for r in self.router.resources(contact) if r.available and name in self.wanted(r))
+        if node.subscriptions:
+            taken = {r.jid for r in recipients}
+            for jid in await self.subscribers(owner, node, roster.items):
+                for resource in headline_resources(self.router, jid):
+                    if resource.jid not in taken:
+                        taken.add(resource.jid)
+                        recipients.append(resource)
         return recipients
+
+    async def subscribers(self, owner: JID, node: Node, roster: dict[str, RosterItem]) -> list[JID]:
+        """The node's explicit subscribers on this server. One who may no longer see the node (the owner
+        removed the contact, say) loses the subscription, as the access model says it cannot have one; so
+        does a deleted account, looked up only for subscribers with nothing online."""
+        found, lost = [], []
+        for text, state in node.subscriptions.items():
+            jid = parse_jid(text)
+            bare = str(jid.bare)
+            local = self.mod.hosts.has_accounts(jid.domain)
+            if not _allowed(node, str(owner), bare, roster.get(bare)) or (
+                    local and not self.router.resources(jid.bare) and await self.mod.storage.accounts.get(bare) is None):
+                lost.append(text)
+            elif state == "subscribed" and local:
+                found.append(jid)
+        if lost:
+            async with self.store.editing(str(owner), node.name):
+                fresh = await self.store.get(str(owner), node.name, with_items=False)
+                if fresh is not None:
+                    for text in lost:
+                        fresh.subscriptions.pop(text, None)
+                    await self.store.save(str(owner), fresh, items=False)
+        return found
 
     async def notify(self, owner: JID, node: Node, event: Element) -> None:
         """One serialization of the event, whatever the number of recipients."""
@@ -158,10 +198,7 @@ class Pep:
         notification = Notification(event, str(owner))
         for resource in recipients:
             message, data = notification.to(resource.jid.text)
-            if resource.session is not None:
-                resource.session.send(message, data)
-            else:
-                self.router.send_to([resource], message)
+            send_each(self.router, (resource,), message, data)
 
     # --- last items on presence ------------------------------------------------------
     async def send_last_items(self, resource: Resource, nodes: frozenset[str]) -> None:
@@ -281,6 +318,53 @@ class Pep:
             raise StanzaError("item-not-found", f"no node {name}")
         return node
 
+    # --- explicit subscriptions (XEP-0060 §6.1, §6.2, §5.6) ----------------------------------
+    async def subscribe(self, owner: JID, requester: JID, request: Request) -> str:
+        """Whoever may see the node is subscribed at once (no model here asks the owner to approve).
+        Returns the JID subscribed."""
+        name = require_node(request)
+        subscriber = own_subscriber(requester, request)
+        async with self.store.editing(str(owner), name):
+            node = await self.existing(owner, name, with_items=False)
+            await self.check_access(node, owner, requester)
+            node.subscriptions[subscriber] = "subscribed"
+            await self.store.save(str(owner), node, items=False)
+        return subscriber
+
+    async def send_last_to(self, owner: JID, name: str, subscriber: str) -> None:
+        """§6.1.7: a new subscriber gets the last item, unless the node says never."""
+        node = await self.store.get(str(owner), name)
+        last = node.last() if node is not None and node.config.send_last_published_item != "never" else None
+        if last is None:
+            return
+        notification = Notification(items_event(name, [last]), str(owner))
+        for resource in headline_resources(self.router, parse_jid(subscriber)):
+            message, data = notification.to(resource.jid.text)
+            send_each(self.router, (resource,), message, data)
+
+    async def unsubscribe(self, owner: JID, requester: JID, request: Request) -> bool:
+        name = require_node(request)
+        subscriber = own_subscriber(requester, request)
+        async with self.store.editing(str(owner), name):
+            node = await self.existing(owner, name, with_items=False)
+            if node.subscriptions.pop(subscriber, None) is None:
+                raise PubsubError("unexpected-request", "not-subscribed")
+            await self.store.save(str(owner), node, items=False)
+        return True
+
+    async def own_subscriptions(self, owner: JID, requester: JID, request: Request) -> Element:
+        """§5.6: the requester's subscriptions to this account's nodes (all, or the one named)."""
+        result = Element("pubsub", NS_PUBSUB)
+        wrapper = result.add("subscriptions", attrs={"node": request.node} if request.node else None)
+        bare = str(requester.bare)
+        for node in (await self.store.configs(str(owner))).values():
+            if request.node and node.name != request.node:
+                continue
+            for jid, state in sorted(node.subscriptions.items()):
+                if jid == bare or jid.startswith(bare + "/"):
+                    wrapper.add("subscription", attrs={"node": node.name, "jid": jid, "subscription": state})
+        return result
+
     # --- retrieval ----------------------------------------------------------------------
     async def items(self, owner: JID, requester: JID, request: Request) -> Element:
         name = require_node(request)
@@ -379,7 +463,28 @@ class Pep:
             return await self.retract(owner, request)
         if verb == "create":
             return await self.create(owner, request)
+        if verb in ("subscribe", "unsubscribe"):
+            return await self.on_subscription_set(event)
         raise PubsubError("feature-not-implemented", "unsupported", feature=_feature_of(verb))
+
+    async def on_subscription_set(self, event: StanzaEvent) -> Element | bool:
+        """Subscribe or unsubscribe, to one's own account's node or another's; anything else to another's
+        nodes is for their owner only."""
+        request = parse_request(payload(event))
+        owner = event.to_jid.bare
+        if request.verb == "unsubscribe":
+            return await self.unsubscribe(owner, event.from_jid, request)
+        if request.verb != "subscribe":
+            if request.verb == "options":
+                raise PubsubError("feature-not-implemented", "unsupported", feature=_feature_of(request.verb))
+            _forbidden(event)
+        subscriber = await self.subscribe(owner, event.from_jid, request)
+        result = Element("pubsub", NS_PUBSUB)
+        result.add("subscription", attrs={"node": request.node, "jid": subscriber, "subscription": "subscribed"})
+        # §6.1.7: the last item comes after the result, so the result is sent here and nothing more by the core.
+        self.router.reply_result(event, result)
+        await self.send_last_to(owner, request.node, subscriber)
+        return False
 
     async def on_pubsub_get(self, event: StanzaEvent) -> Element:
         request = parse_request(payload(event))
@@ -388,10 +493,8 @@ class Pep:
             return await self.items(owner, event.from_jid, request)
         if request.verb == "affiliations" and event.from_jid.bare == owner:
             return await self.own_affiliations(owner)
-        if request.verb == "subscriptions" and event.from_jid.bare == owner:
-            result = Element("pubsub", NS_PUBSUB)
-            result.add("subscriptions")
-            return result
+        if request.verb == "subscriptions":
+            return await self.own_subscriptions(owner, event.from_jid, request)
         if request.verb == "default":
             result = Element("pubsub", NS_PUBSUB)
             result.add("default").append(config_form(NodeConfig()))
@@ -468,14 +571,6 @@ def _forbidden(event: StanzaEvent) -> Any:
     raise StanzaError("forbidden", "only the account's owner may change its nodes")
 
 
-def _foreign_set(event: StanzaEvent) -> Any:
-    """Another account's nodes: contacts are subscribed by presence and caps, not by request (XEP-0163 §4)."""
-    verb = parse_request(payload(event)).verb
-    if verb in ("subscribe", "unsubscribe", "options"):
-        raise PubsubError("feature-not-implemented", "unsupported", feature=_feature_of(verb))
-    _forbidden(event)
-
-
 def setup(mod: ModuleAPI) -> None:
     mod.depends("roster")
     mod.depends("presence")
@@ -494,7 +589,7 @@ def setup(mod: ModuleAPI) -> None:
     mod.hook(f"iq-set/self/{NS_OWNER}:pubsub", pep.on_owner_set)
     for kind in ("get", "set"):
         mod.hook(f"iq-{kind}/bare/{NS_OWNER}:pubsub", _forbidden)
-    mod.hook(f"iq-set/bare/{NS_PUBSUB}:pubsub", _foreign_set)
+    mod.hook(f"iq-set/bare/{NS_PUBSUB}:pubsub", pep.on_subscription_set)
     for target in ("self", "bare"):
         mod.hook(f"iq-get/{target}/{NS_INFO}:query", pep.disco_info)
         mod.hook(f"iq-get/{target}/{NS_ITEMS}:query", pep.disco_items)

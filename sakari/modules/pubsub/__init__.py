@@ -4,6 +4,7 @@
 - ``node``: a node's items, affiliations, subscriptions and access, sans-IO;
 - ``store``: nodes persisted through the generic stores, keyed by owner (an account, or a service's domain);
 - ``protocol``: the ``<pubsub/>`` requests and the ``<event/>`` notifications as elements, and the errors;
+- ``delivery``: notifications handed to local resources, serialized once for all of them;
 - ``service``: the service on pubsub.<domain> (community feeds, push app servers, XEP-0357).
 
 Enabling the ``pubsub`` module starts one service for each virtual host.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sakari.jid import JID, JIDError, parse_jid
 from sakari.xml import fragment
 from sakari.xml import ns as NS
 from sakari.xml.element import Element, escape_attr
@@ -83,6 +84,23 @@ def require_node(request: Request) -> str:
     if not request.node:
         raise PubsubError("bad-request", "nodeid-required")
     return request.node
+
+
+def jid_text(text: str, bare: bool = False) -> str:
+    """A JID named in a request, checked (and made bare if asked), as text."""
+    try:
+        jid = parse_jid(text)
+    except JIDError as e:
+        raise StanzaError("jid-malformed", e.text) from None
+    return str(jid.bare) if bare else str(jid)
+
+
+def own_subscriber(requester: JID, request: Request) -> str:
+    """§6.1.3.1, §6.2: one subscribes or unsubscribes oneself (any of one's resources, or one's bare JID), nobody else."""
+    text = jid_text(request.action.attrs.get("jid", ""))
+    if parse_jid(text).bare != requester.bare:
+        raise PubsubError("bad-request", "invalid-jid", "the JID to subscribe is not yours")
+    return text
 
 
 def publication(request: Request, size_limit: int) -> tuple[str | None, Element, Element | None]:

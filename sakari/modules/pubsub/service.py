@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from sakari.core.events import AccountEvent, StanzaEvent
 from sakari.core.modules import ModuleAPI
-from sakari.jid import JID, JIDError, parse_jid
+from sakari.jid import JID, parse_jid
 from sakari.modules.pubsub.config import (
     NodeConfig,
     check_access_model,
@@ -35,6 +35,7 @@ from sakari.modules.pubsub.config import (
     meta_data_form,
     publish_options,
 )
+from sakari.modules.pubsub.delivery import headline_resources, send_each
 from sakari.modules.pubsub.node import AFFILIATIONS, READERS, SUBSCRIPTION_STATES, Node
 from sakari.modules.pubsub.protocol import (
     NS_DATA,
@@ -48,6 +49,8 @@ from sakari.modules.pubsub.protocol import (
     form_fields,
     items_event,
     items_result,
+    jid_text,
+    own_subscriber,
     parse_request,
     publication,
     publish_result,
@@ -299,7 +302,7 @@ class PubsubService:
     # --- subscriptions --------------------------------------------------------------------
     async def subscribe(self, requester: JID, request: Request) -> Element:
         name = require_node(request)
-        subscriber = _subscriber(requester, request)
+        subscriber = own_subscriber(requester, request)
         async with self.store.editing(self.domain, name):
             node = await self.existing(name)
             affiliation = self.affiliation(node, requester)
@@ -324,7 +327,7 @@ class PubsubService:
 
     async def unsubscribe(self, requester: JID, request: Request) -> bool:
         name = require_node(request)
-        subscriber = _subscriber(requester, request)
+        subscriber = own_subscriber(requester, request)
         async with self.store.editing(self.domain, name):
             node = await self.existing(name)
             if node.subscriptions.pop(subscriber, None) is None:
@@ -404,7 +407,7 @@ class PubsubService:
             state = entry.attrs.get("subscription", "")
             if state != "none" and state not in SUBSCRIPTION_STATES:
                 raise StanzaError("bad-request", f"no subscription state {state}")
-            changes[_jid_text(entry.attrs.get("jid", ""))] = state
+            changes[jid_text(entry.attrs.get("jid", ""))] = state
         await self.change_subscriptions(requester, require_node(request), changes)
         return True
 
@@ -443,7 +446,7 @@ class PubsubService:
             affiliations = dict(node.affiliations)
             subscriptions = dict(node.subscriptions)
             for entry in request.action.find_all("affiliation"):
-                jid = _jid_text(entry.attrs.get("jid", ""), bare=True)
+                jid = jid_text(entry.attrs.get("jid", ""), bare=True)
                 affiliation = entry.attrs.get("affiliation", "")
                 if affiliation == "none":
                     affiliations.pop(jid, None)
@@ -492,16 +495,7 @@ class PubsubService:
         if not self.mod.hosts.has_accounts(jid.domain):
             await router.route(message, self.jid, jid)  # a component, another service, another server
             return
-        if jid.resource:
-            found = router.resource(jid)
-            resources = [found] if found is not None and found.available else []
-        else:  # a headline to a bare JID: every available resource (RFC 6121 §8.5.2.1.1)
-            resources = [r for r in router.resources(jid) if r.available and r.priority >= 0]
-        for resource in resources:
-            if resource.session is not None:
-                resource.session.send(message, data)
-            else:
-                router.send_to([resource], message)
+        send_each(router, headline_resources(router, jid), message, data)
 
     async def send_last(self, node: Node, jid: str) -> None:
         await self.store.load_items(self.domain, node)
@@ -543,20 +537,4 @@ class PubsubService:
         owners = [jid for jid, affiliation in sorted(node.affiliations.items()) if affiliation == "owner"]
         query.append(meta_data_form(node.config, owners))
         return query
-
-
-def _jid_text(text: str, bare: bool = False) -> str:
-    try:
-        jid = parse_jid(text)
-    except JIDError as e:
-        raise StanzaError("jid-malformed", e.text) from None
-    return str(jid.bare) if bare else str(jid)
-
-
-def _subscriber(requester: JID, request: Request) -> str:
-    """§6.1.3.1: one subscribes oneself (any of one's resources, or one's bare JID), nobody else."""
-    text = _jid_text(request.action.attrs.get("jid", ""))
-    if parse_jid(text).bare != requester.bare:
-        raise PubsubError("bad-request", "invalid-jid", "the JID to subscribe is not yours")
-    return text
 
