@@ -74,6 +74,22 @@ def federation(tmp_path_factory):
         world.close()
 
 
+@pytest_asyncio.fixture
+async def clients():
+    """``await clients(server)``: a fresh account of ``server`` (a Sakari or a federation peer) logged in with
+    slixmpp; every client is closed after the test."""
+    made: list[Client] = []
+
+    async def factory(srv) -> Client:
+        client = await login(srv, srv.new_account())
+        made.append(client)
+        return client
+
+    yield factory
+    for client in made:
+        client.abort()
+
+
 @pytest.fixture(scope="session")
 def spawn_server(tmp_path_factory):
     """Session-scoped factory for module-scoped servers with their own config:

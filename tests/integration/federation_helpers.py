@@ -12,6 +12,7 @@ import base64
 import datetime
 import random
 import re
+import shlex
 import socket
 import ssl
 import threading
@@ -170,7 +171,8 @@ class TestDNS:
     """A DNS server for the tests' own domains (UDP, dnspython): SRV and A records, NXDOMAIN for the rest.
 
     Sakari asks it through ``s2s.nameservers``, Prosody through a resolv.conf
-    given to its resolver, ejabberd through its Erlang resolver configuration,
+    given to its resolver, ejabberd through its Erlang resolver configuration
+    (SRV records) and a resolv.conf of its own (addresses, :func:`in_own_resolver`),
     so all find each other by SRV records as on the Internet.
     """
 
@@ -222,3 +224,11 @@ class TestDNS:
 
     def close(self) -> None:
         self._sock.close()
+
+
+def in_own_resolver(resolv_conf: Path, command: list[str]) -> list[str]:
+    """``command`` in a mount namespace of its own where /etc/resolv.conf is ``resolv_conf``: a peer that looks
+    names up with the system's resolver (ejabberd's address look-ups) asks the test's DNS server, and nothing
+    else changes."""
+    quoted = " ".join(shlex.quote(c) for c in command)
+    return ["unshare", "--mount", "sh", "-c", f"mount --bind {shlex.quote(str(resolv_conf))} /etc/resolv.conf && exec {quoted}"]

@@ -20,11 +20,15 @@ starts once, however many modules federate with it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from conftest import _servers
 from federation_helpers import TestCA, TestDNS
 from sakari_process import SakariServer
+from xmpp_harness import Client, befriend, is_message, is_presence
 
 SAKARI, DIALBACK, PROSODY, EJABBERD = "sakari.example", "db.sakari.example", "prosody.example", "ejabberd.example"
 HOSTS = {SAKARI: "127.0.0.8", PROSODY: "127.0.0.9", DIALBACK: "127.0.0.10", EJABBERD: "127.0.0.11"}
@@ -42,7 +46,7 @@ class FederationWorld:
         self.dns.start()
         self.resolv_conf = work / "resolv.conf"
         self.resolv_conf.write_text(f"nameserver {self.dns.address}\n")
-        self._peers: dict[str, object] = {}
+        self._peers: dict[str, Any] = {}
         self._sakaris: list[SakariServer] = []
 
     def start(self) -> None:
@@ -75,21 +79,53 @@ class FederationWorld:
         """Prosody, started on first use; it takes db.sakari.example's self-signed certificate for dialback only."""
         from prosody_peer import ProsodyPeer, require_prosody
 
-        if PROSODY not in self._peers:
-            require_prosody()
-            peer = ProsodyPeer(
-                self.work / "prosody", PROSODY, HOSTS[PROSODY], self.ca.issue(PROSODY, conference(PROSODY)),
-                self.ca.path, self.resolv_conf, f's2s_insecure_domains = {{ "{DIALBACK}" }}',
-            )
-            self.publish(PROSODY, peer.s2s_port)
-            self._peers[PROSODY] = peer
+        return self._peer(PROSODY, require_prosody, lambda cert: ProsodyPeer(
+            self.work / "prosody", PROSODY, HOSTS[PROSODY], cert, self.ca.path, self.resolv_conf,
+            f's2s_insecure_domains = {{ "{DIALBACK}" }}',
+        ))
+
+    def ejabberd(self):
+        """ejabberd, started on first use."""
+        from ejabberd_peer import EjabberdPeer, require_ejabberd
+
+        return self._peer(EJABBERD, require_ejabberd, lambda cert: EjabberdPeer(
+            self.work / "ejabberd", EJABBERD, HOSTS[EJABBERD], cert, self.ca.path, self.resolv_conf,
+        ))
+
+    def _peer(self, domain: str, require: Callable[[], None], make: Callable[[tuple[Path, Path]], Any]) -> Any:
+        if domain not in self._peers:
+            require()
+            peer = make(self.ca.issue(domain, conference(domain)))
+            self.publish(domain, peer.s2s_port)
+            self._peers[domain] = peer
             peer.start()
-        return self._peers[PROSODY]
+        return self._peers[domain]
 
     def close(self) -> None:
         for peer in self._peers.values():
-            peer.stop()  # type: ignore[attr-defined]
+            peer.stop()
         for srv in self._sakaris:
             srv.ensure_stopped()
             _servers.remove(srv)
         self.dns.close()
+
+
+@contextlib.contextmanager
+def with_log(peer: Any) -> Iterator[None]:
+    """An assertion that fails inside carries the tail of ``peer``'s own log, where the other half of the story is."""
+    try:
+        yield
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- {peer.name} log ---\n{peer.log_tail()}") from None
+
+
+async def subscribe_and_chat(peer: Any, ours: Client, theirs: Client) -> None:
+    """A Sakari user and a user of ``peer`` subscribe to each other's presence (RFC 6121 §3) and chat both ways."""
+    with with_log(peer):
+        await befriend(ours, theirs)
+        await ours.expect(is_presence(sender=theirs.jid))
+        await theirs.expect(is_presence(sender=ours.jid))
+        ours.message(theirs.jid, f"hello {peer.name}")
+        await theirs.expect(is_message(body=f"hello {peer.name}", sender=ours.jid))
+        theirs.message(ours.bare, "hello Sakari")
+        await ours.expect(is_message(body="hello Sakari", sender=theirs.jid))

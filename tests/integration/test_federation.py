@@ -94,20 +94,6 @@ def peers(tmp_path_factory, ca, blackhole):
             _servers.remove(srv)
 
 
-@pytest.fixture
-async def clients():
-    made = []
-
-    async def factory(srv: SakariServer):
-        client = await login(srv, srv.new_account())
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        client.abort()
-
-
 def logged(srv: SakariServer, text: str) -> bool:
     return any(text in line for line in srv.log)
 

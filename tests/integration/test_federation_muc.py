@@ -9,30 +9,16 @@ import secrets
 
 import pytest
 
-from federation_world import conference
+from federation_world import conference, with_log
 from muc_helpers import MUC, MUC_OWNER, is_groupchat, is_room_presence, item_of
-from xmpp_harness import Client, is_message, login
+from xmpp_harness import Client, is_message
 
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture(scope="module", params=["prosody"])
+@pytest.fixture(scope="module", params=["prosody", "ejabberd"])
 def peer(request, federation):
     return getattr(federation, request.param)()
-
-
-@pytest.fixture
-async def clients():
-    made: list[Client] = []
-
-    async def factory(server) -> Client:
-        client = await login(server, server.new_account())
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        client.abort()
 
 
 async def enter(client: Client, room: str, nick: str) -> None:
@@ -75,15 +61,11 @@ def room_on(domain: str) -> str:
 
 async def test_a_remote_user_joins_a_sakari_room_and_chats(federation, peer, clients) -> None:
     alice, paul = await clients(federation.sakari), await clients(peer)
-    try:
+    with with_log(peer):
         await chat_in(room_on(federation.sakari.domain), (alice, "alice"), (paul, "paul"))
-    except AssertionError as e:
-        raise AssertionError(f"{e}\n--- {peer.name} log ---\n{peer.log_tail()}") from None
 
 
 async def test_a_sakari_user_joins_a_room_of_the_remote_server_and_chats(federation, peer, clients) -> None:
     alice, paul = await clients(federation.sakari), await clients(peer)
-    try:
+    with with_log(peer):
         await chat_in(room_on(peer.domain), (paul, "paul"), (alice, "alice"))
-    except AssertionError as e:
-        raise AssertionError(f"{e}\n--- {peer.name} log ---\n{peer.log_tail()}") from None
