@@ -76,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     lst = usub.add_parser("list", help="list accounts", description="List the accounts, one address per line.")
     _add_common(lst)
     lst.set_defaults(func=cmd_user_list)
+    export = usub.add_parser(
+        "export", help="write an account's data as XEP-0227 XML",
+        description="Write an account's data (credentials, roster, vCard, PEP nodes, private XML, block list, offline "
+        "messages, archive) as one XEP-0227 document. It holds the SCRAM keys and messages: keep it as safe as the database.",
+    )
+    _add_common(export)
+    export.add_argument("jid")
+    export.add_argument("-o", "--output", type=Path, help="file to write, readable by its owner only (default: standard output)")
+    export.add_argument("--no-archive", action="store_true", help="leave the message archive out")
+    export.set_defaults(func=cmd_user_export)
+    imp = usub.add_parser(
+        "import", help="create accounts from a XEP-0227 file",
+        description="Create the accounts of a XEP-0227 document (from 'sakari user export' or another server) with their data. "
+        "An account that exists is refused: delete it first.",
+    )
+    _add_common(imp)
+    imp.add_argument("file", help="the XML document ('-' for standard input)")
+    imp.set_defaults(func=cmd_user_import)
 
     invite = sub.add_parser("invite", help="invite people to make an account (works while the server runs)", description="Invitations (XEP-0401): a link to a web page with a QR code and a form, and an xmpp: URI that apps open.")
     isub = invite.add_subparsers(dest="invite_command", required=True, metavar="ACTION")
@@ -349,6 +367,63 @@ def cmd_user_list(args: argparse.Namespace) -> int:
         if owner.rpartition("@")[2] not in domains:
             continue
         print(owner)
+    return 0
+
+
+def cmd_user_export(args: argparse.Namespace) -> int:
+    from sakari.modules.register.export import export_account
+
+    config = load_config(args)
+    jid = parse_jid(_owner(args.jid, _domains(config)))
+
+    async def export(storage: Any) -> bytes | None:
+        if await storage.accounts.get(str(jid)) is None:
+            return None
+        return await export_account(storage, jid, credentials=True, archive=not args.no_archive)
+
+    data = _with_storage(config, export)
+    if data is None:
+        raise CLIError(f"{jid} does not exist")
+    document = b"<?xml version='1.0' encoding='utf-8'?>\n" + data + b"\n"
+    if args.output is None:
+        sys.stdout.buffer.write(document)
+        return 0
+    try:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # SCRAM keys and messages: owner only
+        with os.fdopen(fd, "wb") as out:
+            out.write(document)
+    except OSError as e:
+        raise CLIError(f"cannot write {args.output}: {e.strerror}") from None
+    print(f"exported {jid} to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_user_import(args: argparse.Namespace) -> int:
+    from sakari.modules.register import export as pie
+
+    config = load_config(args)
+    domains = _domains(config)
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as e:
+        raise CLIError(f"cannot read {args.file}: {e.strerror}") from None
+
+    async def import_all(storage: Any) -> list[Any]:
+        accounts = pie.accounts_in(pie.parse_document(data))
+        for owner, _ in accounts:
+            if owner.rpartition("@")[2] not in domains:
+                raise pie.PortableDataError(f"{owner}: this server serves {', '.join(domains)}")
+        return [await pie.import_account(storage, owner, user, config[S.SCRAM_ITERATIONS]) for owner, user in accounts]
+
+    try:
+        imported = _with_storage(config, import_all)
+    except pie.PortableDataError as e:
+        raise CLIError(f"{args.file}: {e}") from None
+    for done in imported:
+        print(
+            f"imported {done.owner}: {done.roster} contacts, {done.nodes} PEP nodes, "
+            f"{done.offline} offline messages, {done.archived} archived messages"
+        )
     return 0
 
 

@@ -11,7 +11,7 @@ NS = "jabber:iq:private"
 _RESERVED = {"jabber:client", "jabber:server", "jabber:component:accept", NS}
 
 
-def _key(el: Element) -> str:
+def storage_key(el: Element) -> str:
     if el.ns in _RESERVED:
         raise StanzaError("not-acceptable", f"the {el.ns} namespace cannot be stored")
     return f"{el.ns} {el.name}"
@@ -26,7 +26,7 @@ def setup(mod: ModuleAPI) -> None:
         if len(children) != 1:
             raise StanzaError("bad-request", "ask for exactly one element")
         wanted = children[0]
-        data = await store.get(owner_of(event), _key(wanted))
+        data = await store.get(owner_of(event), storage_key(wanted))
         result = Element("query", NS)
         result.append(fragment.load(data) if data else Element(wanted.name, wanted.ns))
         return result
@@ -35,7 +35,7 @@ def setup(mod: ModuleAPI) -> None:
         children = list(payload(event).elements())
         if not children:
             raise StanzaError("bad-request", "nothing to store")
-        keys = [_key(c) for c in children]
+        keys = [storage_key(c) for c in children]
         for key, child in zip(keys, children):
             await store.set(owner_of(event), key, fragment.dump(child))
         return True
