@@ -35,6 +35,8 @@ async def test_a_persistent_room_is_loaded_as_it_was_saved(storage: Storage) -> 
     room.affiliations[OWNER.bare] = Affiliation("owner")
     room.affiliations[parse_jid("bob@example.org")] = Affiliation("member", nick="bobby")
     room.subject, room.subject_from = "Teatime", "owner"
+    room.seen_nicks[parse_jid("bob@example.org")] = "Bob"  # the nick he last used, for mentions
+    room.hats[parse_jid("bob@example.org")] = {"urn:example:hats#host": "Host"}  # XEP-0317
     message = Element("message", attrs={"from": "tea@conference.example.org/owner", "type": "groupchat"})
     message.add("body", text="kept")
     message.add("stanza-id", "urn:xmpp:sid:0", {"id": room.new_stanza_id(), "by": room.jid.text})
@@ -52,6 +54,7 @@ async def test_a_persistent_room_is_loaded_as_it_was_saved(storage: Storage) -> 
     assert again.config == room.config
     assert again.affiliations == room.affiliations
     assert (again.subject, again.subject_from) == ("Teatime", "owner")
+    assert again.seen_nicks == room.seen_nicks and again.hats == room.hats
     [kept] = [e.stanza for e in again.history.entries]
     assert kept.child_text("body") == "kept" and kept.find("delay", "urn:xmpp:delay") is not None
     assert kept.find("x", "http://jabber.org/protocol/muc#user") is None, "newcomers never see real JIDs"

@@ -5,7 +5,9 @@ kinds with a mediated one), XEP-0359 stanza ids by the room, XEP-0421
 occupant ids, XEP-0410 self-ping, the legacy ``<history/>`` on entering,
 XEP-0313 archives of persistent rooms (``archive.py``), XEP-0424/0425
 retraction and moderation (``retract.py``), vCard room avatars (XEP-0054,
-XEP-0153) and XEP-0191 block lists applied to what occupants receive.
+XEP-0153), XEP-0317 hats (``hats.py``), XEP-0191 block lists applied to what
+occupants receive, and XEP-0357 push notifications for members who are away
+(through the push module; mentions in ``mentions.py``).
 The room logic is sans-IO (``room.py``, ``admin.py``, ``forms.py``); the
 service (``service.py``) does the routing, storage and fan-out.
 """

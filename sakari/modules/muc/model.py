@@ -30,6 +30,7 @@ NS_VCARD = "vcard-temp"
 NS_VCARD_UPDATE = "vcard-temp:x:update"
 NS_RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
 NS_MODERATE = "urn:xmpp:message-moderate:1"  # XEP-0425
+NS_HATS = "urn:xmpp:hats:0"  # XEP-0317
 
 ROLES = ("moderator", "participant", "visitor", "none")
 AFFILIATIONS = ("owner", "admin", "member", "none", "outcast")

@@ -80,6 +80,7 @@ class Room:
         self.new_stanza_id = stanza_id
         self.affiliations: dict[JID, Affiliation] = {}
         self.seen_nicks: dict[JID, str] = {}  # a member's bare JID → the nick it last used here (for mentions)
+        self.hats: dict[JID, dict[str, str]] = {}  # XEP-0317: an account's bare JID → its hats (URI → title)
         self.occupants: dict[str, Occupant] = {}  # by nick
         self.by_jid: dict[JID, Occupant] = {}  # by real full JID
         self.subject = ""
@@ -170,6 +171,11 @@ class Room:
             item.add("reason", text=change.reason)
         if M.SELF in codes:
             x.add("status", attrs={"code": M.SELF})
+        hats = self.hats.get(occupant.bare)
+        if hats and not unavailable:
+            worn = stanza.add("hats", M.NS_HATS)  # XEP-0317 §3.1
+            for uri, title in hats.items():
+                worn.add("hat", attrs={"uri": uri, "title": title})
         stanza.add("occupant-id", M.NS_OCCUPANT_ID, {"id": occupant.occupant_id})
         return stanza
 
@@ -399,7 +405,7 @@ class Room:
         return [Out(out, list(target.sessions))]
 
 
-_STRIPPED = {M.NS_MUC, M.NS_USER, M.NS_OCCUPANT_ID}
+_STRIPPED = {M.NS_MUC, M.NS_USER, M.NS_OCCUPANT_ID, M.NS_HATS}  # what only the room may say about an occupant
 
 
 def _payload(presence: Element) -> Element:

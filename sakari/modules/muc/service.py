@@ -23,7 +23,8 @@ from sakari.core.modules import ModuleAPI
 from sakari.jid import JID, parse_jid
 from sakari.modules.blocking import matches
 from sakari.modules.mam.query import form_fields
-from sakari.modules.muc import admin, forms, retract
+from sakari.modules.adhoc import NS_COMMANDS
+from sakari.modules.muc import admin, forms, hats, retract
 from sakari.modules.muc import model as M
 from sakari.modules.muc.archive import NS_MAM, RoomArchive
 from sakari.modules.muc.mentions import mentions
@@ -39,7 +40,7 @@ NS_PING = "urn:xmpp:ping"
 NS_UNIQUE = f"{M.NS_MUC}#unique"
 USER_NODE = "x-roomuser-item"  # XEP-0045 §7.12: one's registered nick
 
-SERVICE_FEATURES = {M.NS_MUC, NS_UNIQUE, M.NS_SELF_PING, M.NS_OCCUPANT_ID, M.NS_STABLE_ID}
+SERVICE_FEATURES = {M.NS_MUC, NS_UNIQUE, M.NS_SELF_PING, M.NS_OCCUPANT_ID, M.NS_STABLE_ID, M.NS_HATS}
 
 
 @dataclass(slots=True)
@@ -70,6 +71,7 @@ class MucService:
         self.vcard_store = mod.storage.keyvalue("muc_vcard")  # owner: the room's bare JID
         # owner: the room's bare JID; key: a member's bare JID; value: the nick it last used there (mentions)
         self.nick_store = mod.storage.map("muc_nicks")
+        self.hat_store = mod.storage.map("muc_hats")  # owner: the room's bare JID; key: a bare JID; value: its hats
         self.blocklists = mod.storage.blocklist  # cached: peek answers without I/O
         self.archive = RoomArchive(mod.storage.archive("muc_mam"), mod.spawn)
 
@@ -103,6 +105,8 @@ class MucService:
                 room.affiliations[parse_jid(bare)] = Affiliation.load(entry)
             for bare, nick in (await self.nick_store.items(room.jid.text)).items():
                 room.seen_nicks[parse_jid(bare)] = nick.decode()
+            for bare, worn in (await self.hat_store.items(room.jid.text)).items():
+                room.hats[parse_jid(bare)] = hats.load(worn)
             length = room.config.history_length
             room.history.restore(await self.archive.recent(room, length), length, room.jid.text)
             room.vcard = await self.vcard_store.get(room.jid.text)
@@ -122,6 +126,8 @@ class MucService:
         if affiliations is None:  # the whole room (it just became persistent): the nicks members used too
             for bare, nick in room.seen_nicks.items():
                 await self.nick_store.set(room.jid.text, bare.text, nick.encode())
+            for bare, worn in room.hats.items():
+                await self.hat_store.set(room.jid.text, bare.text, hats.dump(worn))
 
     async def forget(self, room: Room) -> None:
         """A destroyed room, or an empty temporary one: gone from memory and storage."""
@@ -131,6 +137,7 @@ class MucService:
         await self.room_store.set(self.domain, room.jid.local, None)
         await self.affiliation_store.clear(room.jid.text)
         await self.nick_store.clear(room.jid.text)
+        await self.hat_store.clear(room.jid.text)
         await self.vcard_store.set(room.jid.text, None)
         await self.archive.clear(room)
 
@@ -460,8 +467,12 @@ class MucService:
         ns = child.ns
         if ns == NS_DISCO_INFO and get:
             answer = self.room_info(room, real, child.attrs.get("node"))
+        elif ns == NS_DISCO_ITEMS and get and child.attrs.get("node") == NS_COMMANDS:
+            answer = hats.command_items(room, real)
         elif ns == NS_DISCO_ITEMS and get:
             answer = Element("query", NS_DISCO_ITEMS)  # occupants stay private (XEP-0045 §6.5 allows it)
+        elif ns == NS_COMMANDS and child.name == "command" and not get:
+            answer = await self.hat_command(room, real, child)
         elif ns == NS_PING and get:
             answer = None
         elif ns == NS_MAM and child.name == "query":
@@ -497,6 +508,20 @@ class MucService:
             raise StanzaError("service-unavailable")
         self.router.reply_result(event, answer)
         return True
+
+    async def hat_command(self, room: Room, real: JID, command: Element) -> Element:
+        """XEP-0317: a step of the don or doff command; the wearer's presence tells the room at once."""
+        answer, wearer = hats.run(room, real, command)
+        if wearer is not None:
+            if room.config.persistent and not room.destroyed:
+                worn = room.hats.get(wearer)
+                await self.hat_store.set(room.jid.text, wearer.text, hats.dump(worn) if worn else None)
+            outs: list[Out] = []
+            for occupant in room.occupants.values():
+                if occupant.bare == wearer:
+                    outs += room.broadcast_presence(occupant)
+            await self.deliver(outs)
+        return answer
 
     async def owner_iq(self, room: Room, real: JID, query: Element, get: bool) -> Element | None:
         """XEP-0045 §10.1-10.2 and §10.9: the configuration form, its submission or cancel, destruction."""
@@ -588,7 +613,7 @@ class MucService:
         query.add("identity", attrs={"category": "conference", "type": "text", "name": config.name or room.jid.local})
         flags = [
             M.NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, M.NS_REGISTER, M.NS_REQUEST, M.NS_SID, M.NS_OCCUPANT_ID,
-            M.NS_SELF_PING, M.NS_STABLE_ID, NS_PING, M.NS_RETRACT, M.NS_MODERATE, M.NS_VCARD,
+            M.NS_SELF_PING, M.NS_STABLE_ID, NS_PING, M.NS_RETRACT, M.NS_MODERATE, M.NS_VCARD, M.NS_HATS, NS_COMMANDS,
             "muc_public" if config.public else "muc_hidden",
             "muc_persistent" if config.persistent else "muc_temporary",
             "muc_membersonly" if config.members_only else "muc_open",
