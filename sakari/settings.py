@@ -155,8 +155,9 @@ DEFAULT_MODULES = [
     *CORE_MODULES, "caps",
     # Phones and several devices: stream management, carbons, client state, the archive, push, fast logins.
     "smacks", "carbons", "csi", "mam", "push", "fast",
-    # End-to-end encryption, avatars, bookmarks (PEP), vCards kept in step with PEP profiles, a pubsub service.
-    "pep", "vcard_legacy", "bookmarks", "pubsub",
+    # End-to-end encryption (and e2ee.required, off by default), avatars, bookmarks (PEP), vCards kept in step with
+    # PEP profiles, a pubsub service.
+    "pep", "e2ee_policy", "vcard_legacy", "bookmarks", "pubsub",
     # Group chat, file sharing and calls.
     "muc", "upload", "proxy65", "extdisco",
     # The web client, invitations and registration by invitation, the account page, admin commands.
