@@ -19,6 +19,7 @@ Bounds: nodes per account, items per node and the size of an item are options.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,14 @@ def _truthy(text: str | None) -> bool:
     return text in ("1", "true")
 
 
+@functools.lru_cache(maxsize=1024)
+def notified_nodes(features: frozenset[str]) -> frozenset[str]:
+    """The nodes a set of caps features asks notifications of. Every resource of one client version shares
+    the caps cache's set, so a publish to many contacts looks each version up instead of scanning its
+    features (a hundred, for real clients) once per recipient."""
+    return frozenset(f[: -len(NOTIFY)] for f in features if f.endswith(NOTIFY))
+
+
 def _allowed(node: Node, owner: str, bare: str, item: RosterItem | None) -> bool:
     """Whether ``bare`` may see the node, given the owner's roster item for it (if any)."""
     if item is None or not item.listed:
@@ -141,9 +150,7 @@ class Pep:
     def wanted(self, resource: Resource) -> frozenset[str]:
         """The nodes a resource asked notifications of (``NODE+notify`` among its caps features)."""
         features = self.caps.features(resource)
-        if not features:
-            return frozenset()
-        return frozenset(f[: -len(NOTIFY)] for f in features if f.endswith(NOTIFY))
+        return notified_nodes(features) if features else frozenset()
 
     async def audience(self, owner: JID, node: Node) -> list[Resource]:
         """Available resources that want this node's notifications and may see it: the owner's and its contacts'."""

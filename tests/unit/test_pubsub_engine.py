@@ -205,7 +205,7 @@ async def test_a_notification_to_many_contacts_is_serialized_once(monkeypatch):
     router = LocalRouter(hosts, events)
     manager = SessionManager(router, events, Tasks())
     owner = parse_jid("owner@x")
-    contacts = [f"c{i}@x" for i in range(50)]
+    contacts = [f"c{i}@x" for i in range(200)]  # the contact list
     wires = []
     for jid in contacts:
         wire = Wire()
