@@ -34,6 +34,9 @@ class Connection(Protocol):
     # The namespace its stanzas are serialized against: "jabber:client" in a stream that declared it
     # (bytes shared with other such sessions fit), "" where each stanza declares its own (WebSocket).
     stanza_ns: str
+    # For WebSocket and BOSH, the address ("http://localhost:5280") the client's web page reached the server at;
+    # "" for other transports. Links made for a browser (uploads) must work from that page's origin.
+    web_origin: str
 
     def write(self, data: bytes) -> None:
         """Queue bytes of the client's stream namespace (non-blocking)."""

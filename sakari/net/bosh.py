@@ -342,6 +342,7 @@ class BoshEndpoint:
         wait = min(max(_int(attrs, "wait", MAX_WAIT), 1), MAX_WAIT)
         hold = min(max(_int(attrs, "hold", 1), 1), MAX_HOLD)
         session = BoshSession(self.port, stream, rid, wait, hold, self._ended, self.origin.client_address(request))
+        session.web_origin = self.origin.base_url(request)
         self.sessions[session.sid] = session
         return session
 

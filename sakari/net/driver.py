@@ -56,6 +56,7 @@ class StreamDriver:
         self.loop = asyncio.get_running_loop()
         self.stream = stream
         self.stanza_ns = stream.framing.stanza_ns  # see Connection
+        self.web_origin = ""  # see Connection; set by the web transports
         self.session: Session | None = None
         self.last_active = self.loop.time()
         self._auth_timer: asyncio.TimerHandle | None = None

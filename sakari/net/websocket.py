@@ -156,5 +156,7 @@ class WebSocketEndpoint:
         stream = self.port.http_stream(
             framing, self._features_cache, self.origin.is_secure(request), self.origin.tls_here(request)
         )
-        await WebSocketConnection(self.port, stream, ws, request, self.origin.client_address(request)).run()
+        connection = WebSocketConnection(self.port, stream, ws, request, self.origin.client_address(request))
+        connection.web_origin = self.origin.base_url(request)
+        await connection.run()
         return ws

@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 
 from sakari.settings import DEFAULT_MODULES
-from sakari_process import DOMAIN, run_cli
-from xmpp_harness import q
+from sakari_process import DOMAIN, HOST, run_cli
+from web_clients import BoshClient, WebSocketClient
+from xmpp_harness import NS_CLIENT, q
 
 NS = "urn:xmpp:http:upload:0"
 SERVICE = f"upload.{DOMAIN}"
@@ -84,6 +85,25 @@ async def test_slots_are_https_on_the_https_port_while_the_http_port_stays_plain
     # The browser quick start at http://localhost:<http_port>/ is unchanged: that port does not speak TLS.
     async with http.get(f"http://{DOMAIN}:{upload_server.http_port}/health") as resp:
         assert resp.status == 200
+
+
+@pytest.mark.parametrize("transport", ["websocket", "bosh"])
+async def test_a_browsers_slot_is_on_the_address_its_page_came_from(upload_server, http, transport):
+    # The quick start's browser at http://<host>:<http_port>/ trusts no local CA and its page may reach only its
+    # own origin: its links stay there, while apps on TCP get the HTTPS port (above).
+    web = await WebSocketClient.connect(upload_server) if transport == "websocket" else BoshClient.to(upload_server)
+    try:
+        await web.login(upload_server.new_account())
+        request = f"<request xmlns='{NS}' filename='page.txt' size='4' content-type='text/plain'/>"
+        iq = f"<iq xmlns='{NS_CLIENT}' type='get' id='slot' to='{SERVICE}'>{request}</iq>"
+        await (web.send(iq) if transport == "websocket" else web.post(iq))
+        result = await web.inbox.wait_for(lambda el: el.get("id") == "slot", "the slot")
+        put = result.find(f"{q(NS, 'slot')}/{q(NS, 'put')}").get("url")
+        assert put.startswith(f"http://{HOST}:{upload_server.http_port}/upload/"), put
+        async with http.put(put, data=b"page") as resp:
+            assert resp.status == 201
+    finally:
+        await web.close()
 
 
 async def test_uploaded_image_downloads_inline_with_safe_headers(client, http):

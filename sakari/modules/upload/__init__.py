@@ -26,6 +26,7 @@ from sakari.config import declare, non_negative, positive
 from sakari.core import events as E
 from sakari.core.events import AccountEvent, ServerEvent, StanzaEvent
 from sakari.core.modules import ModuleAPI
+from sakari.jid import JID
 from sakari.modules.upload.store import Slot, SlotRefused, UploadStore
 from sakari.net.web import HTTP_TLS, PUBLIC_URL
 from sakari.xml.element import Element
@@ -133,11 +134,18 @@ class UploadService:
             )
         except SlotRefused as refused:
             raise _refusal(refused, self.store.max_size) from None
-        url = f"{self.base_url}{HTTP_PATH}/{slot.id}/{quote(slot.name)}"
+        url = f"{self._base_url_for(event.from_jid)}{HTTP_PATH}/{slot.id}/{quote(slot.name)}"
         answer = Element("slot", NS)
         answer.add("put", attrs={"url": url})
         answer.add("get", attrs={"url": url})
         return answer
+
+    def _base_url_for(self, requester: JID) -> str:
+        """A browser's slot is at the address its page reached us at: the quick start's http://localhost:5280
+        needs no certificate and is the page's own origin. Apps get the configured, https, address."""
+        session = self.mod.sessions.get(requester)
+        connection = session.connection if session is not None else None
+        return (connection.web_origin if connection is not None else "") or self.base_url
 
     def info(self) -> Element:
         query = Element("query", NS_INFO)
