@@ -126,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("certificate", type=Path, help="PEM certificate chain, the server's first (certbot: fullchain.pem)")
     imp.add_argument("key", type=Path, help="its PEM private key, without a passphrase (certbot: privkey.pem)")
     imp.set_defaults(func=cmd_cert_import)
+    reports = sub.add_parser(
+        "reports", help="spam and abuse reports users sent (XEP-0377)",
+        description="List the spam and abuse reports users sent with their blocks (XEP-0377), oldest first, or delete them.",
+    )
+    _add_common(reports)
+    reports.add_argument("--delete", metavar="ID", action="append", help="delete this report (repeat for several)")
+    reports.add_argument("--clear", action="store_true", help="delete every report")
+    reports.set_defaults(func=cmd_reports)
+
     storage = sub.add_parser("storage", help="move the data to another database", description="Move the data to another database.")
     ssub = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")
     copy = ssub.add_parser("copy", help="copy every store of the configured backend to another database", description="Copy every store of the configured backend (accounts, rosters, offline messages, archives…) to another database. Stop the server first.")
@@ -353,11 +362,21 @@ def cmd_user_delete(args: argparse.Namespace) -> int:
     answer = control.request(Path(config[S.DATA_DIR]), "delete-account", jid=owner)
     if answer is not None and "error" in answer:
         raise CLIError(answer["error"])
-    deleted = answer["deleted"] if answer is not None else _with_storage(config, lambda st: st.accounts.delete(owner))
+    deleted = answer["deleted"] if answer is not None else _with_storage(config, lambda st: _delete_stopped(st, owner))
     if not deleted:
         raise CLIError(f"{owner} does not exist")
     print(f"deleted {owner} and all of its data")
     return 0
+
+
+async def _delete_stopped(storage: Any, owner: str) -> bool:
+    """Delete an account while the server is stopped: its rows, and what is kept per domain about it (the spam
+    reports it sent), which the running server drops on its account-deleted event."""
+    from sakari.modules.spam_reports import Reports
+
+    deleted = await storage.accounts.delete(owner)
+    await Reports(storage).forget_reporter(owner.rpartition("@")[2], owner)
+    return deleted
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
@@ -525,6 +544,40 @@ def cmd_cert_import(args: argparse.Namespace) -> int:
 
 
 # --- storage -----------------------------------------------------------------------
+def cmd_reports(args: argparse.Namespace) -> int:
+    from sakari.modules.spam_reports import Reports
+
+    config = load_config(args)
+    domains = _domains(config)
+
+    async def act(storage: Any) -> list[str]:
+        reports, lines = Reports(storage), []
+        for domain in domains:
+            if args.clear:
+                lines.append(f"deleted {await reports.clear(domain)} reports of {domain}")
+            for report_id in args.delete or ():
+                if await reports.delete(domain, report_id):
+                    lines.append(f"deleted report {report_id}")
+            if args.clear or args.delete:
+                continue
+            for report in await reports.list(domain):
+                when = datetime.datetime.fromtimestamp(report.time, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+                lines.append(f"{report.id}  {when}  {report.reason.rpartition(':')[2]}  {report.reporter} reported {report.jid}")
+                if report.text:
+                    lines.append(f"    text: {report.text!r}")
+                for by, stanza_id in report.stanza_ids:
+                    lines.append(f"    message: id={stanza_id} by={by}")
+                if report.included:
+                    lines.append(f"    included by the reporter: {report.included}")
+        return lines
+
+    lines = _with_storage(config, act)
+    if args.delete and not any(line.startswith("deleted report") for line in lines):
+        raise CLIError(f"no report {', '.join(args.delete)}")
+    print("\n".join(lines) if lines else "no reports")
+    return 0
+
+
 def cmd_storage_copy(args: argparse.Namespace) -> int:
     from sakari.storage.copy import copy_to
 

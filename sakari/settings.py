@@ -160,8 +160,8 @@ DEFAULT_MODULES = [
     "pep", "e2ee_policy", "vcard_legacy", "bookmarks", "pubsub",
     # Group chat, file sharing and calls.
     "muc", "upload", "proxy65", "extdisco",
-    # The web client, invitations and registration by invitation, the account page, admin commands.
-    "webclient", "register", "admin_commands",
+    # The web client, invitations and registration by invitation, the account page, admin commands, spam reports.
+    "webclient", "register", "admin_commands", "spam_reports",
 ]
 MODULES = declare(
     "modules.enabled",
