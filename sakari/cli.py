@@ -31,7 +31,7 @@ class CLIError(Exception):
 # serve's flags that override a listener's port
 PORT_FLAGS = (
     ("c2s-port", S.C2S_PORT), ("c2s-tls-port", S.C2S_TLS_PORT), ("http-port", S.HTTP_PORT), ("https-port", S.HTTPS_PORT),
-    ("s2s-port", S.S2S_PORT),
+    ("s2s-port", S.S2S_PORT), ("s2s-tls-port", S.S2S_TLS_PORT),
 )
 
 

@@ -142,6 +142,10 @@ class Server:
         self.http.add_route("GET", local_ca.DOWNLOAD_PATH, self.ca_download.handle)
         if config[s2s.ENABLED]:
             self.listeners.declare(Listener("s2s", S.S2S_PORT, self._s2s_connection))
+            self.listeners.declare(Listener(
+                "s2s-tls", S.S2S_TLS_PORT, lambda: self._s2s_connection(direct_tls=True), direct_tls=True,
+                ssl_context=lambda: self._federation().server_ssl,
+            ))
             self.events.hook(ROUTE_REMOTE, self._route_remote)
         # For the admin commands (XEP-0133), which must not import the server.
         self.ctx.services["account-deletion"] = self.delete_account
@@ -245,9 +249,12 @@ class Server:
             await documents.set(self.domain, name, secret)
         return secret
 
-    def _s2s_connection(self) -> s2s.InboundConnection:
+    def _federation(self) -> s2s.Federation:
         assert self.federation is not None  # listeners start after it is made
-        return s2s.InboundConnection(self.federation)
+        return self.federation
+
+    def _s2s_connection(self, direct_tls: bool = False) -> s2s.InboundConnection:
+        return s2s.InboundConnection(self._federation(), direct_tls)
 
     async def _route_remote(self, event: StanzaEvent) -> bool | None:
         return await self.federation.route(event) if self.federation is not None else None

@@ -56,6 +56,13 @@ COMPONENT_PORT = declare(
 S2S_PORT = declare(
     "network.s2s_port", 5269, "Server-to-server connections (federation, RFC 6120) while s2s.enabled. 0: no incoming ones.", port
 )
+S2S_TLS_PORT = declare(
+    "network.s2s_tls_port",
+    0,
+    "Server-to-server connections with direct TLS (XEP-0368) while s2s.enabled: other servers that find an "
+    "_xmpps-server._tcp SRV record connect here with TLS from the first byte. 5270 is usual. 0: none.",
+    port,
+)
 
 def _domain(value: Any) -> str | None:
     try:

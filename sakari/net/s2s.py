@@ -28,6 +28,7 @@ import asyncio
 import logging
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,8 @@ DENY = declare("s2s.deny", [], "Domains this server never federates with: their 
 HOST_MAP = declare(
     "s2s.host_map",
     {},
-    "Static addresses of remote servers, domain = \"address:port\" (STARTTLS), used instead of DNS: for private networks and tests.",
+    "Static addresses of remote servers, used instead of DNS: for private networks and tests. domain = \"address:port\" "
+    "(STARTTLS), or \"tls:address:port\" for TLS from the first byte (XEP-0368, a peer's direct TLS port).",
     _host_map,
 )
 NAMESERVERS = declare("s2s.nameservers", [], "DNS servers for SRV look-ups (addresses). Empty: the system's (/etc/resolv.conf).")
@@ -343,9 +345,10 @@ class _Connection(asyncio.Protocol):
 
 # --- inbound ------------------------------------------------------------------------------
 class InboundConnection(_Connection):
-    def __init__(self, fed: Federation) -> None:
+    def __init__(self, fed: Federation, direct_tls: bool = False) -> None:
         super().__init__(fed)
-        self.stream = InboundStream(fed.settings)
+        self.direct_tls = direct_tls
+        self.stream = InboundStream(fed.settings, direct_tls)
         self._inbox: deque[tuple[Element, str]] = deque()
         self._routing = False
         self._rate_paused = False
@@ -354,6 +357,8 @@ class InboundConnection(_Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self.direct_tls:  # XEP-0368: the listener finished the handshake before the first byte
+            self.stream.set_certificate(_certificate_check(transport.get_extra_info("ssl_object")))
         if len(self.fed.inbound) >= self.fed.limits.max_inbound:
             log.info("event=s2s-inbound-refused reason=too-many-connections")
             self.close_stream(StreamError("resource-constraint", "too many server connections"))
@@ -409,14 +414,16 @@ class InboundConnection(_Connection):
                 return
             self.fed.inbound_by_domain[ev.remote] = count + 1
             self._domains.add(ev.remote)
-        log.info("event=s2s-authenticated direction=in local=%s remote=%s method=%s", ev.local, ev.remote, ev.method)
+        log.info(
+            "event=s2s-authenticated direction=in local=%s remote=%s method=%s tls=%s",
+            ev.local, ev.remote, ev.method, "direct" if self.direct_tls else "starttls",
+        )
 
     async def _upgrade(self) -> None:
         ssl_object = await self._start_tls(self.fed.server_ssl, server_side=True)
         if ssl_object is None:
             return
-        peercert = ssl_object.getpeercert()  # only a certificate that verified; {} or None without one
-        self.stream.tls_started(lambda domain: s2s_tls.matches(peercert, domain))
+        self.stream.tls_started(_certificate_check(ssl_object))
         self._flush()
 
     async def _check_key(self, ev: VerifyKey) -> None:
@@ -455,11 +462,19 @@ class InboundConnection(_Connection):
             self._routing = False
 
 
+def _certificate_check(ssl_object: ssl.SSLObject | None) -> Callable[[str], bool]:
+    """Whether the peer's certificate proves a domain (RFC 6125); only a certificate that verified is returned by
+    getpeercert ({} or None without one)."""
+    peercert = ssl_object.getpeercert() if ssl_object is not None else None
+    return lambda domain: s2s_tls.matches(peercert, domain)
+
+
 # --- outbound -------------------------------------------------------------------------------
 class OutboundConnection(_Connection):
     def __init__(self, link: Link, direct_tls: bool) -> None:
         super().__init__(link.fed)
         self.link = link
+        self.direct_tls = direct_tls
         verified = direct_tls and link.fed.client_ssl.verify_mode == ssl.CERT_REQUIRED
         self.stream = OutboundStream(link.fed.settings, link.local, link.remote, direct_tls, link.fed.present_certificate)
         self.stream.peer_verified = verified
@@ -490,7 +505,10 @@ class OutboundConnection(_Connection):
                 self.fed.tasks.spawn(self._upgrade())
                 return
             elif cls is Authenticated:
-                log.info("event=s2s-authenticated direction=out local=%s remote=%s method=%s", ev.local, ev.remote, ev.method)
+                log.info(
+                    "event=s2s-authenticated direction=out local=%s remote=%s method=%s tls=%s",
+                    ev.local, ev.remote, ev.method, "direct" if self.direct_tls else "starttls",
+                )
                 if not self.up.done():
                     self.up.set_result(None)
             elif cls is StreamEnded:

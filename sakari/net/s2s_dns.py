@@ -23,6 +23,7 @@ import dns.resolver
 log = logging.getLogger("sakari.s2s")
 
 DEFAULT_PORT = 5269
+DIRECT_TLS_PREFIX = "tls:"  # in s2s.host_map: connect with TLS from the first byte
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +41,15 @@ class SrvRecord:
 
 
 def parse_host_map(table: dict[str, str]) -> dict[str, Target]:
-    """``{"example.org": "192.0.2.1:5269"}`` → targets; raises ValueError naming a bad entry."""
+    """``{"example.org": "192.0.2.1:5269", "example.net": "tls:192.0.2.2:5270"}`` → targets (``tls:``: direct TLS,
+    XEP-0368); raises ValueError naming a bad entry."""
     out: dict[str, Target] = {}
     for domain, where in table.items():
-        host, sep, port_text = where.rpartition(":")
+        direct_tls = where.startswith(DIRECT_TLS_PREFIX)
+        host, sep, port_text = where.removeprefix(DIRECT_TLS_PREFIX).rpartition(":")
         if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"{domain} = {where!r}: give \"address:port\"")
-        out[domain.lower()] = Target(host.strip("[]"), int(port_text))
+            raise ValueError(f"{domain} = {where!r}: give \"address:port\" or \"tls:address:port\"")
+        out[domain.lower()] = Target(host.strip("[]"), int(port_text), direct_tls)
     return out
 
 

@@ -37,6 +37,9 @@ class Listener:
     port: Option[int]  # 0 in the configuration disables the listener
     factory: Callable[[], asyncio.BaseProtocol]
     direct_tls: bool = False  # TLS from the first byte, with the server's certificate
+    # A context of the listener's own for direct TLS (federation's asks for the peer's certificate); read when the
+    # listeners start, since it may be made only then. None: the server's.
+    ssl_context: Callable[[], ssl.SSLContext] | None = None
 
 
 class Listeners:
@@ -56,12 +59,13 @@ class Listeners:
             port = config[listener.port]
             if not port:
                 continue
+            own = listener.ssl_context() if listener.direct_tls and listener.ssl_context is not None else None
             try:
                 server = await loop.create_server(
                     listener.factory,
                     binds,
                     port,
-                    ssl=ssl_context if listener.direct_tls else None,
+                    ssl=(own or ssl_context) if listener.direct_tls else None,
                     ssl_handshake_timeout=handshake_timeout if listener.direct_tls else None,
                     reuse_address=True,
                     backlog=4096,

@@ -74,6 +74,12 @@ def federation(tmp_path_factory):
         world.close()
 
 
+@pytest.fixture(scope="module", params=["prosody", "ejabberd"])
+def federation_peer(request, federation):
+    """Each real federation peer in turn (a test using it runs once against each)."""
+    return getattr(federation, request.param)()
+
+
 @pytest_asyncio.fixture
 async def clients():
     """``await clients(server)``: a fresh account of ``server`` (a Sakari or a federation peer) logged in with

@@ -6,7 +6,9 @@
   only dialback proves its domain;
 - prosody.example (127.0.0.9) is Prosody, ejabberd.example (127.0.0.11)
   ejabberd (Debian packages), each with a MUC component on conference.<domain>
-  and a certificate of the CA naming both.
+  and a certificate of the CA naming both;
+- tls.sakari.example (127.0.0.12) is a Sakari that DNS names only by its
+  direct TLS port (XEP-0368).
 
 Every server finds the others by SRV records from the test's own DNS server
 (on a loopback address of its own), as on the Internet. The domains end in
@@ -27,11 +29,12 @@ from typing import Any
 
 from conftest import _servers
 from federation_helpers import TestCA, TestDNS
-from sakari_process import SakariServer
+from sakari_process import SakariServer, free_ports
 from xmpp_harness import Client, befriend, is_message, is_presence
 
 SAKARI, DIALBACK, PROSODY, EJABBERD = "sakari.example", "db.sakari.example", "prosody.example", "ejabberd.example"
-HOSTS = {SAKARI: "127.0.0.8", PROSODY: "127.0.0.9", DIALBACK: "127.0.0.10", EJABBERD: "127.0.0.11"}
+DIRECT_TLS = "tls.sakari.example"
+HOSTS = {SAKARI: "127.0.0.8", PROSODY: "127.0.0.9", DIALBACK: "127.0.0.10", EJABBERD: "127.0.0.11", DIRECT_TLS: "127.0.0.12"}
 
 
 def conference(domain: str) -> str:
@@ -60,15 +63,26 @@ class FederationWorld:
             self.dns.add(f"{service}._tcp.{name}.", "SRV", f"0 5 {port} {domain}.")
         self.dns.add(f"{domain}.", "A", HOSTS[domain])
 
-    def _sakari(self, domain: str, verified: bool) -> SakariServer:
+    def direct_tls(self) -> SakariServer:
+        """A Sakari whose DNS names only a direct TLS port (an _xmpps-server SRV record, XEP-0368), started on
+        first use: other servers reach it with TLS from the first byte."""
+        if DIRECT_TLS not in self._peers:
+            self._peers[DIRECT_TLS] = self._sakari(DIRECT_TLS, verified=True, direct_tls=True)
+        return self._peers[DIRECT_TLS]
+
+    def _sakari(self, domain: str, verified: bool, direct_tls: bool = False) -> SakariServer:
         srv = SakariServer(self.work / domain / "data", name=domain, domain=domain, host=HOSTS[domain])
         lines = ["[s2s]", f'nameservers = ["{self.dns.address}"]', f'ca_file = "{self.ca.path}"']
         if verified:
             cert, key = self.ca.issue(domain, conference(domain))
             lines += ["[tls]", f'certificate = "{cert}"', f'key = "{key}"']
+        port = srv.s2s_port
+        if direct_tls:
+            (port,) = free_ports(1)
+            lines += ["[network]", f"s2s_tls_port = {port}"]
         srv.config_path = self.work / f"{domain}.toml"
         srv.config_path.write_text("\n".join(lines) + "\n")
-        self.publish(domain, srv.s2s_port)
+        self.publish(domain, port, direct_tls=direct_tls)
         _servers.append(srv)
         self._sakaris.append(srv)
         srv.fill_pool(8)
@@ -103,7 +117,8 @@ class FederationWorld:
 
     def close(self) -> None:
         for peer in self._peers.values():
-            peer.stop()
+            if not isinstance(peer, SakariServer):  # those stop below
+                peer.stop()
         for srv in self._sakaris:
             srv.ensure_stopped()
             _servers.remove(srv)

@@ -6,6 +6,8 @@
 - c.sakari.test (127.0.0.4) and d.sakari.test (127.0.0.5) keep the
   self-signed certificates Sakari makes: only dialback can prove their
   domains.
+- tls.sakari.test (127.0.0.7) has a certificate of the CA and a direct TLS
+  port (XEP-0368), where a.sakari.test reaches it (a "tls:" host map entry).
 
 Every server is started once for the module; tests take fresh accounts.
 """
@@ -19,12 +21,12 @@ import pytest
 
 from conftest import _servers
 from federation_helpers import RawServerStream, TestCA, toml_table
-from sakari_process import SakariServer
+from sakari_process import SakariServer, free_ports
 from xmpp_harness import befriend, error_condition, is_message, is_message_error, is_presence, login
 
 pytestmark = pytest.mark.asyncio
 
-A, B, C, D = "a.sakari.test", "b.sakari.test", "c.sakari.test", "d.sakari.test"
+A, B, C, D, T = "a.sakari.test", "b.sakari.test", "c.sakari.test", "d.sakari.test", "tls.sakari.test"
 CONNECT_TIMEOUT = 3.0  # a.sakari.test's s2s.connect_timeout: how long a blackholed domain may take to bounce
 IDLE_TIMEOUT = 3.0  # a.sakari.test's s2s.idle_timeout
 MAX_PER_DOMAIN = 2  # a.sakari.test's s2s.max_inbound_per_domain
@@ -57,21 +59,28 @@ def blackhole():
 def peers(tmp_path_factory, ca, blackhole):
     servers = {
         domain: SakariServer(tmp_path_factory.mktemp(domain) / "data", name=domain, domain=domain, host=host)
-        for domain, host in ((A, "127.0.0.2"), (B, "127.0.0.3"), (C, "127.0.0.4"), (D, "127.0.0.5"))
+        for domain, host in ((A, "127.0.0.2"), (B, "127.0.0.3"), (C, "127.0.0.4"), (D, "127.0.0.5"), (T, "127.0.0.7"))
     }
+    (tls_port,) = free_ports(1)
 
     def where(domain: str) -> str:
         return f"{servers[domain].host}:{servers[domain].s2s_port}"
 
     maps = {
-        A: {B: where(B), "nowhere.test": f"127.0.0.6:{_closed_port('127.0.0.6')}", "blackhole.test": "%s:%d" % blackhole},
+        A: {
+            B: where(B), T: f"tls:{servers[T].host}:{tls_port}",
+            "nowhere.test": f"127.0.0.6:{_closed_port('127.0.0.6')}", "blackhole.test": "%s:%d" % blackhole,
+        },
         B: {A: where(A)},
         C: {D: where(D)},
         D: {C: where(C)},
+        T: {A: where(A)},
     }
     for domain, srv in servers.items():
         lines = ["[s2s]", f"host_map = {toml_table(maps[domain])}", "keepalive = 1.0"]
-        if domain in (A, B):
+        if domain == T:
+            lines = ["[network]", f"s2s_tls_port = {tls_port}", *lines]
+        if domain in (A, B, T):
             cert, key = ca.issue(domain)
             lines += [f'ca_file = "{ca.path}"', "[tls]", f'certificate = "{cert}"', f'key = "{key}"']
         if domain == A:
@@ -123,6 +132,16 @@ async def test_self_signed_servers_federate_by_dialback_subscription_and_chat_bo
     for here, there in ((C, D), (D, C)):
         assert logged(peers[here], f"event=s2s-authenticated direction=in local={here} remote={there} method=dialback")
         assert not logged(peers[here], "method=EXTERNAL")
+
+
+async def test_a_server_reaches_another_on_its_direct_tls_port(peers, clients) -> None:
+    alice, tess = await clients(peers[A]), await clients(peers[T])
+    await befriend(alice, tess)
+    await chat_both_ways(alice, tess)
+    # a.sakari.test → tls.sakari.test with TLS from the first byte, and SASL EXTERNAL on it; the way back is STARTTLS.
+    assert logged(peers[A], f"event=s2s-authenticated direction=out local={A} remote={T} method=EXTERNAL tls=direct")
+    assert logged(peers[T], f"event=s2s-authenticated direction=in local={T} remote={A} method=EXTERNAL tls=direct")
+    assert logged(peers[T], f"event=s2s-authenticated direction=out local={T} remote={A} method=EXTERNAL tls=starttls")
 
 
 async def test_an_iq_crosses_and_its_answer_comes_back(peers, clients) -> None:

@@ -16,9 +16,9 @@ from xmpp_harness import Client, is_message
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture(scope="module", params=["prosody", "ejabberd"])
-def peer(request, federation):
-    return getattr(federation, request.param)()
+@pytest.fixture(scope="module")
+def peer(federation_peer):
+    return federation_peer
 
 
 async def enter(client: Client, room: str, nick: str) -> None:

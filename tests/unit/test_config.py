@@ -132,7 +132,7 @@ def test_a_table_valued_option_names_a_bad_value_with_its_line() -> None:
         f"{WHERE}:2: 's2s.host_map' must be a table, not {{'example.org': 5269}}"
     ]
     assert problems('\n[s2s.host_map]\n"example.org" = "no port"\n') == [
-        f"{WHERE}:2: 's2s.host_map' example.org = 'no port': give \"address:port\" (got {{'example.org': 'no port'}})"
+        f"{WHERE}:2: 's2s.host_map' example.org = 'no port': give \"address:port\" or \"tls:address:port\" (got {{'example.org': 'no port'}})"
     ]
 
 

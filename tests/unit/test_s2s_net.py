@@ -40,6 +40,14 @@ def test_host_map_gives_addresses_and_names_a_bad_entry() -> None:
     }
     with pytest.raises(ValueError, match="example.org"):
         parse_host_map({"example.org": "192.0.2.1"})
+    with pytest.raises(ValueError, match="example.org"):
+        parse_host_map({"example.org": "tls:"})
+
+
+def test_a_host_map_entry_with_tls_prefix_is_reached_with_direct_tls() -> None:
+    assert parse_host_map({"a.example": "tls:192.0.2.1:5270", "b.example": "tls:[2001:db8::1]:5270"}) == {
+        "a.example": Target("192.0.2.1", 5270, direct_tls=True), "b.example": Target("2001:db8::1", 5270, direct_tls=True)
+    }
 
 
 async def test_a_mapped_domain_is_not_looked_up_and_a_literal_address_is_itself() -> None:
