@@ -342,6 +342,8 @@ class BoshEndpoint:
         wait = min(max(_int(attrs, "wait", MAX_WAIT), 1), MAX_WAIT)
         hold = min(max(_int(attrs, "hold", 1), 1), MAX_HOLD)
         session = BoshSession(self.port, stream, rid, wait, hold, self._ended, self.origin.client_address(request))
+        if session._ended:  # refused at once by the per-address connection limits (sakari.net.throttle)
+            raise BoshError("policy-violation")
         session.web_origin = self.origin.base_url(request)
         self.sessions[session.sid] = session
         return session

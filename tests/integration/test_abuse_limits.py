@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+import aiohttp
 import pytest
 
 from raw_xmpp import RawStream, stream_error_in
@@ -86,6 +87,19 @@ async def test_connections_beyond_the_per_address_limit_get_a_policy_violation(l
         stream.close()
 
 
+async def test_bosh_sessions_count_as_connections_of_their_address(limited):
+    url = f"http://127.0.0.1:{limited.http_port}/http-bind"
+    create = ("<body xmlns='http://jabber.org/protocol/httpbind' rid='1' to='localhost' wait='1' hold='1' ver='1.6' "
+              "xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>")
+    answers = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.6", 0))) as http:
+        for _ in range(4):
+            async with http.post(url, data=create) as response:
+                answers.append(await response.text())
+    assert all("sid=" in answer for answer in answers[:3])
+    assert "type='terminate'" in answers[3] and "condition='policy-violation'" in answers[3]
+
+
 async def test_opening_connections_faster_than_the_rate_is_refused(limited):
     first = [await RawStream.connect(limited.c2s_port, source="127.0.0.4") for _ in range(3)]  # the burst
     for stream in first:
@@ -108,8 +122,8 @@ async def test_the_server_raises_its_open_file_limit_and_logs_how_many_connectio
 
 
 async def test_no_client_address_reaches_the_log_by_default(limited):
-    # The tests above connected from 127.0.0.1 to 127.0.0.5, logged in, failed and were refused.
-    assert not [line for line in limited.log if re.search(r"127\.0\.0\.[1-5]\b", line)]
+    # The tests above connected from 127.0.0.1 to 127.0.0.6, logged in, failed and were refused.
+    assert not [line for line in limited.log if re.search(r"127\.0\.0\.[1-6]\b", line)]
 
 
 class LogIpServer(SakariServer):
