@@ -561,14 +561,7 @@ def cmd_reports(args: argparse.Namespace) -> int:
             if args.clear or args.delete:
                 continue
             for report in await reports.list(domain):
-                when = datetime.datetime.fromtimestamp(report.time, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-                lines.append(f"{report.id}  {when}  {report.reason.rpartition(':')[2]}  {report.reporter} reported {report.jid}")
-                if report.text:
-                    lines.append(f"    text: {report.text!r}")
-                for by, stanza_id in report.stanza_ids:
-                    lines.append(f"    message: id={stanza_id} by={by}")
-                if report.included:
-                    lines.append(f"    included by the reporter: {report.included}")
+                lines += report.lines()
         return lines
 
     lines = _with_storage(config, act)

@@ -2,7 +2,8 @@
 
 Commands (node ``http://jabber.org/protocol/admin#NAME``): add-user, delete-user, disable-user,
 reenable-user, change-user-password, get-registered-users-num, get-online-users-num,
-get-online-users-list, get-user-stats and announce. Anyone else gets ``forbidden`` and does not
+get-online-users-list, get-user-stats, announce, and Sakari's own get-spam-reports (the XEP-0377
+reports users sent, as ``sakari reports`` lists them). Anyone else gets ``forbidden`` and does not
 see them. They act on the domain they are sent to.
 
 A disabled account stays with its data but cannot log in: it is listed in the ``disabled``
@@ -21,6 +22,7 @@ from sakari.core.modules import ModuleAPI
 from sakari.credentials import derive
 from sakari.jid import JID, JIDError, parse_jid
 from sakari.modules.adhoc import Ask, Command, Done, Request, add_field, form
+from sakari.modules.spam_reports import Reports
 from sakari.xml import ns as NS
 from sakari.xml.element import Element
 from sakari.xml.errors import StanzaError, StreamError
@@ -179,6 +181,11 @@ class Admin:
             session.send(message)
         return Done(f"Sent to {len(sessions)} sessions.")
 
+    async def spam_reports(self, request: Request) -> Ask | Done:
+        reports = await Reports(self.mod.storage).list(request.host)
+        lines = [line for report in reports for line in report.lines()]
+        return Done(f"{len(reports)} spam and abuse reports.", self.result([("reports", "text-multi", lines)]))
+
     # --- forms ------------------------------------------------------------------------------
     def accounts_form(self, title: str, instructions: str) -> Element:
         x = form("form", title, instructions, NS_ADMIN)
@@ -207,5 +214,6 @@ def setup(mod: ModuleAPI) -> None:
         ("get-online-users-list", "Users online", admin.online_list),
         ("get-user-stats", "User statistics", admin.user_stats),
         ("announce", "Announce to users online", admin.announce),
+        ("get-spam-reports", "Spam and abuse reports", admin.spam_reports),
     ):
         commands.register(Command(f"{NS_ADMIN}#{name}", title, mod.is_admin, run))

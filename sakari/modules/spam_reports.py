@@ -13,6 +13,7 @@ Admins read them with ``sakari reports``.
 
 from __future__ import annotations
 
+import datetime
 import json
 import secrets
 import time
@@ -51,6 +52,17 @@ class Report:
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self)).encode()
+
+    def lines(self) -> list[str]:
+        """The report for an admin to read: a headline with its id, then what the reporter gave."""
+        when = datetime.datetime.fromtimestamp(self.time, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        lines = [f"{self.id}  {when}  {self.reason.rpartition(':')[2]}  {self.reporter} reported {self.jid}"]
+        if self.text:
+            lines.append(f"    text: {self.text!r}")
+        lines += [f"    message: id={stanza_id} by={by}" for by, stanza_id in self.stanza_ids]
+        if self.included:
+            lines.append(f"    included by the reporter: {self.included}")
+        return lines
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Report:

@@ -21,7 +21,8 @@ NS_ITEMS = "http://jabber.org/protocol/disco#items"
 def admin_server(spawn_server):
     with spawn_server(
         "admin-server",
-        'admins = ["user001@localhost"]\n[modules]\nenabled = ["roster", "presence", "disco", "ping", "admin_commands"]\n',
+        'admins = ["user001@localhost"]\n[modules]\n'
+        'enabled = ["roster", "presence", "disco", "ping", "blocking", "spam_reports", "admin_commands"]\n',
     ) as srv:
         srv.admin = srv.new_account()
         assert srv.admin.jid == "user001@localhost"
@@ -143,3 +144,21 @@ async def test_announcement_reaches_users_online(admin, users) -> None:
     await run(admin, "announce", {"subject": "Maintenance", "body": ["Back at noon.", "Thanks."]})
     message = await someone.inbox.wait_for(is_message("Back at noon.\nThanks.", sender=DOMAIN, type="headline"))
     assert message.find(q("jabber:client", "subject")).text == "Maintenance"
+
+
+async def test_admin_reads_the_spam_reports_users_sent(admin, users) -> None:
+    reporter = await users.login()
+    await reporter.iq(
+        "set",
+        "<block xmlns='urn:xmpp:blocking'><item jid='pills@spam.example'>"
+        "<report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam'><text>adverts</text></report>"
+        "</item></block>",
+    )
+    command = await run(admin, "get-spam-reports")
+    assert command.get("status") == "completed"
+    lines = result_values(command, "reports")
+    assert any(f"spam  {reporter.bare} reported pills@spam.example" in line for line in lines)
+    assert "    text: 'adverts'" in lines
+    forbidden = await users.login()
+    reply = await forbidden.iq_error("set", f"<command xmlns='{NS_COMMANDS}' node='{NS_ADMIN}#get-spam-reports' action='execute'/>", to=DOMAIN)
+    assert reply[0] == "forbidden"
