@@ -43,12 +43,12 @@ def ip_networks(value: Any) -> str | None:
 
 AUTH_FREE = declare(
     "limits.auth_free_failures", 3,
-    "Failed logins from one address before it must wait; each further failure doubles the wait.", non_negative,
+    "Failed logins from one address before it must wait; each further failure doubles the wait.", positive,
 )
 AUTH_ACCOUNT_FREE = declare(
     "limits.auth_account_free_failures", 10,
     "Failed logins on one account (from any address) before new addresses must wait to try it. An address the "
-    "user logged in from since the server started, and FAST token logins, are not held back.", non_negative,
+    "user logged in from since the server started, and FAST token logins, are not held back.", positive,
 )
 AUTH_BACKOFF = declare("limits.auth_backoff", 1.0, "Seconds of the first wait after the free failures.", positive)
 AUTH_BACKOFF_MAX = declare("limits.auth_backoff_max", 300.0, "Longest wait between login attempts, in seconds.", positive)
@@ -127,7 +127,7 @@ class Backoff:
             entry = _Failures()
         entry.count += 1
         entry.last = now
-        beyond = entry.count - max(self.free, 1)  # past the free ones, each failure doubles the wait
+        beyond = entry.count - self.free  # from the last free one on, each failure doubles the wait
         if beyond >= 0:
             entry.until = now + min(self.ceiling, self.base * 2 ** min(beyond, 30))
         self.entries[key] = entry  # to the end: the most recently failing are forgotten last
@@ -163,8 +163,8 @@ class LoginThrottle:
         self.accounts.failed(account, now)
 
     def succeeded(self, address: str, account: str) -> None:
-        # The address's own count stays: logging in to an account of one's own must not reset a guesser's count.
-        self.accounts.forget(account)
+        # Neither count is reset: logging in to an account of one's own must not reset a guesser's count, nor the
+        # owner's logins the count of a guessing spread over many addresses (the owner's address is known now).
         self.known.pop((account, address), None)
         self.known[(account, address)] = None
         if len(self.known) > MAX_ENTRIES:

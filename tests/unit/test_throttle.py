@@ -31,7 +31,7 @@ def test_backoff_waits_after_the_free_failures_and_doubles_the_wait_up_to_the_ce
 
 
 def test_backoff_forgets_a_key_an_hour_after_its_last_failure() -> None:
-    backoff = Backoff(free=0, base=1.0, ceiling=8.0)
+    backoff = Backoff(free=1, base=1.0, ceiling=8.0)
     backoff.failed("k", 0.0)
     backoff.failed("k", 1.0)
     assert backoff.wait("k", throttle.FORGET + 10) == 0.0
@@ -64,13 +64,15 @@ def test_an_account_under_attack_from_many_addresses_waits_except_for_its_owners
     assert logins.wait("203.0.113.200", "bob@example.org") == 0.0
 
 
-def test_logging_in_does_not_reset_the_count_of_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_logging_in_resets_neither_the_count_of_the_address_nor_that_of_the_account(monkeypatch: pytest.MonkeyPatch) -> None:
     Clock(monkeypatch)
-    logins = LoginThrottle(free=2, account_free=10, base=1.0, ceiling=300.0)
+    logins = LoginThrottle(free=2, account_free=3, base=1.0, ceiling=300.0)
     for _ in range(3):
         logins.failed("203.0.113.9", "victim@example.org")
     logins.succeeded("203.0.113.9", "mallory@example.org")  # the guesser's own account
     assert logins.wait("203.0.113.9", "victim@example.org") > 0
+    logins.succeeded("198.51.100.7", "victim@example.org")  # the owner, from home
+    assert logins.wait("192.0.2.44", "victim@example.org") > 0  # the next guessing address still waits
 
 
 def test_ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4() -> None:
