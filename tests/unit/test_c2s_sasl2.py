@@ -34,6 +34,7 @@ from sakari.stream.c2s import (
     Sasl2Succeeded,
     StanzaReceived,
 )
+from sakari.stream.sasl import SaslFailure
 from sakari.stream.sasl2 import TokenCheck, token_key
 from sakari.xml.element import Element
 
@@ -201,6 +202,16 @@ def test_plain_over_sasl2_succeeds_and_a_wrong_password_fails() -> None:
     c.send(authenticate("PLAIN", f"\0juliet\0{PASSWORD}".encode()))
     events = c.after(c.stream.provide_credentials(CREDS))
     assert succeeded(events).user == "juliet"
+
+
+def test_a_login_the_throttle_refuses_is_a_sasl2_temporary_auth_failure_with_its_text() -> None:
+    c = client()
+    assert c.send(authenticate("PLAIN", f"\0juliet\0{PASSWORD}".encode())) == [NeedCredentials("juliet")]
+    c.after(c.stream.refuse(SaslFailure("temporary-auth-failure", "try again in 8 seconds")))
+    failure = c.last()
+    assert sasl2_failure(failure) == "temporary-auth-failure"
+    assert failure.findtext(q(SASL2, "text")) == "try again in 8 seconds"
+    assert not c.server_closed
 
 
 def test_unknown_mechanism_and_abort_are_sasl2_failures() -> None:
