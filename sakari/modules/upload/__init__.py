@@ -234,10 +234,21 @@ def choose_base_url(domain: str, public_url: str, http_tls: bool, http_port: int
     return f"http://{domain}:{http_port}"
 
 
-def base_url(mod: ModuleAPI) -> str:
+def slot_base_url(mod: ModuleAPI) -> str:
     return choose_base_url(
         mod.domain, mod.option(PUBLIC_URL), mod.option(HTTP_TLS), mod.option(S.HTTP_PORT), mod.option(S.HTTPS_PORT)
     )
+
+
+def base_url(mod: ModuleAPI) -> str:
+    """Where a browser reaches the HTTP port, for pages (invitation links): http.public_url, or the domain and port
+    as configured. Not the slots' address: a browser that opens an invitation on this machine needs no
+    certificate at http://localhost:5280/, and elsewhere the page says to use https or an app."""
+    public = mod.option(PUBLIC_URL).rstrip("/")
+    if public:
+        return public
+    scheme = "https" if mod.option(HTTP_TLS) else "http"
+    return f"{scheme}://{mod.domain}:{mod.option(S.HTTP_PORT)}"
 
 
 def setup(mod: ModuleAPI) -> None:
@@ -246,7 +257,7 @@ def setup(mod: ModuleAPI) -> None:
         mod.option(EXPIRE_AFTER),
     )
     domain = mod.option(DOMAIN) or f"upload.{mod.domain}"
-    service = UploadService(mod, store, domain, base_url(mod))
+    service = UploadService(mod, store, domain, slot_base_url(mod))
     mod.add_service(domain, service.handle, "HTTP File Upload", {("store", "file", "HTTP File Upload")}, {NS})
     route = f"{HTTP_PATH}/{{slot}}/{{name}}"
     mod.add_http_route("PUT", route, service.put)
