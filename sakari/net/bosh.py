@@ -255,7 +255,7 @@ class BoshSession(StreamDriver):
         self._out.append(data)
         self._out_size += len(data)
         if self._out_size > self.limits.max_send_buffer:
-            log.info("event=send-buffer-full session=%s", self.session)
+            log.info("event=send-buffer-full conn=%s session=%s", self.conn_id, self.session)
             self.abort()
             return
         # Once per turn of the loop: what one event produces travels in one body, and a stream that is
@@ -302,7 +302,7 @@ class BoshSession(StreamDriver):
 
     def _inactive(self) -> None:
         self._inactivity = None
-        log.debug("event=bosh-inactive session=%s", self.session)
+        log.debug("event=bosh-inactive conn=%s session=%s", self.conn_id, self.session)
         self.end(None)
 
 

@@ -84,7 +84,7 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
 
     def _stalled(self) -> None:
         self._stall_timer = None
-        log.info("event=send-stalled session=%s", self.session)
+        log.info("event=send-stalled conn=%s session=%s", self.conn_id, self.session)
         self.abort()
 
     def _queue_drained(self) -> None:
@@ -160,7 +160,7 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
         if (self._blocked or self._drain_waiters) and not self._congested:
             self._queue_drained()  # it all went out at once: the transport will not call resume_writing
         if transport.get_write_buffer_size() > self.limits.max_send_buffer:
-            log.info("event=send-buffer-full session=%s", self.session)
+            log.info("event=send-buffer-full conn=%s session=%s", self.conn_id, self.session)
             self._closed = True
             transport.abort()
 
@@ -197,7 +197,7 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
                 ssl_handshake_timeout=self.limits.auth_timeout,
             )
         except (TimeoutError, OSError, ConnectionError, ValueError) as e:
-            log.info("event=tls-failed reason=%s", e.__class__.__name__)
+            log.info("event=tls-failed conn=%s reason=%s", self.conn_id, e.__class__.__name__)
             if self.transport is not None:
                 self.transport.abort()
             # The transport went to the TLS layer, which failed: nobody calls connection_lost on us.

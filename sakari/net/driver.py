@@ -187,7 +187,7 @@ class StreamDriver:
                 self.port.tasks.spawn_eager(self._sasl2_succeeded(ev))
             elif cls is StreamEnded:
                 if ev.error is not None:
-                    log.info("event=stream-error condition=%s text=%r session=%s", ev.error.condition, ev.error.text, self.session)
+                    log.info("event=stream-error conn=%s condition=%s text=%r session=%s", self.conn_id, ev.error.condition, ev.error.text, self.session)
                 self._flush_stream()
                 self._finish()
                 session, self.session = self.session, None
@@ -195,7 +195,9 @@ class StreamDriver:
                     self.port.sessions.close(session)  # a closed stream ends its session: nothing to resume
                 return
             elif cls is Authenticated:
-                log.debug("event=authenticated conn=%s user=%s", self.conn_id, ev.user)
+                # With log_ip the operator must be able to tell which account an address used: at info then.
+                level = logging.INFO if self.port.abuse.log_ip else logging.DEBUG
+                log.log(level, "event=authenticated conn=%s user=%s@%s", self.conn_id, ev.user, self.stream.domain)
                 if self._limited and self.port.abuse.logins is not None:
                     self.port.abuse.logins.succeeded(self.address, f"{ev.user}@{self.stream.domain}")
         self._flush_stream()

@@ -79,7 +79,7 @@ class WebSocketConnection(StreamDriver):
         self._queue.append(data)
         self._queued += len(data)
         if self._queued > self.limits.max_send_buffer:
-            log.info("event=send-buffer-full session=%s", self.session)
+            log.info("event=send-buffer-full conn=%s session=%s", self.conn_id, self.session)
             self.abort()
             return
         self._wakeup.set()
@@ -115,7 +115,7 @@ class WebSocketConnection(StreamDriver):
             if self._finishing and not self.ws.closed:
                 await asyncio.wait_for(self.ws.close(), CLOSE_TIMEOUT)
         except (ConnectionError, TimeoutError, RuntimeError) as e:
-            log.debug("event=websocket-write-failed reason=%s", e.__class__.__name__)
+            log.debug("event=websocket-write-failed conn=%s reason=%s", self.conn_id, e.__class__.__name__)
             self.abort()
 
     def _flush_stream(self) -> None:

@@ -139,7 +139,9 @@ async def test_log_ip_writes_each_connections_address_beside_its_id(tmp_path):
         client = await login(server, account)
         await client.close()
         opened = [line for line in server.log if "event=connection-opened" in line]
-        assert opened and re.search(r"conn=[0-9a-f]{8} address=127\.0\.0\.1\b", opened[0])
+        found = re.search(r"conn=([0-9a-f]{8}) address=127\.0\.0\.1\b", opened[0]) if opened else None
+        assert found, opened
+        assert any(f"event=authenticated conn={found[1]} user={account.jid}" in line for line in server.log)
     finally:
         server.ensure_stopped()
 
