@@ -427,15 +427,8 @@ def cmd_user_import(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CLIError(f"cannot read {args.file}: {e.strerror}") from None
 
-    async def import_all(storage: Any) -> list[Any]:
-        accounts = pie.accounts_in(pie.parse_document(data))
-        for owner, _ in accounts:
-            if owner.rpartition("@")[2] not in domains:
-                raise pie.PortableDataError(f"{owner}: this server serves {', '.join(domains)}")
-        return [await pie.import_account(storage, owner, user, config[S.SCRAM_ITERATIONS]) for owner, user in accounts]
-
     try:
-        imported = _with_storage(config, import_all)
+        imported = _with_storage(config, lambda st: pie.import_document(st, data, domains, config[S.SCRAM_ITERATIONS]))
     except pie.PortableDataError as e:
         raise CLIError(f"{args.file}: {e}") from None
     for done in imported:

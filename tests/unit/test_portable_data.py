@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import pytest
 
 from sakari.credentials import check_password, derive
-from sakari.modules.register.export import PortableDataError, _scram_element, accounts_in, credentials_of, parse_document
+from sakari.modules.register.export import (
+    PortableDataError,
+    _scram_element,
+    accounts_in,
+    credentials_of,
+    import_document,
+    parse_document,
+)
 
 PIE = "urn:xmpp:pie:0"
 
@@ -60,3 +68,25 @@ def test_a_plaintext_password_attribute_is_turned_into_keys() -> None:
     [(_, el)] = accounts_in(parse_document(document("<user name='alice' password='from prosody'/>")))
     creds = credentials_of(el, 4096)
     assert creds is not None and creds.iterations == 4096 and check_password(creds, "from prosody")
+
+
+class Accounts:
+    """Just enough storage for an import that fails at its second account, before any data is written."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, object] = {}
+
+    async def create(self, owner: str, creds: object) -> bool:
+        return self.rows.setdefault(owner, creds) is creds
+
+    async def delete(self, owner: str) -> bool:
+        return self.rows.pop(owner, None) is not None
+
+
+def test_a_document_is_imported_whole_or_not_at_all() -> None:
+    storage = type("Storage", (), {"accounts": Accounts()})()
+    data = (f"<server-data xmlns='{PIE}'><host jid='example.org'><user name='alice' password='a'/>"
+            "<user name='bob'/></host></server-data>").encode()  # bob has no credentials
+    with pytest.raises(PortableDataError, match="bob@example.org: no <scram-credentials/>"):
+        asyncio.run(import_document(storage, data, ["example.org"], 4096))
+    assert storage.accounts.rows == {}  # alice, made first, was taken away again

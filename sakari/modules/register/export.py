@@ -231,6 +231,23 @@ def _roster_item(el: Element) -> RosterItem:
     )
 
 
+async def import_document(storage: Storage, data: bytes, domains: list[str], iterations: int) -> list[Imported]:
+    """Every account of the document, or none: an account that fails takes those made before it away again."""
+    accounts = accounts_in(parse_document(data))
+    for owner, _ in accounts:
+        if owner.rpartition("@")[2] not in domains:
+            raise PortableDataError(f"{owner}: this server serves {', '.join(domains)}")
+    done: list[Imported] = []
+    try:
+        for owner, user in accounts:
+            done.append(await import_account(storage, owner, user, iterations))
+    except BaseException:
+        for imported in done:
+            await storage.accounts.delete(imported.owner)
+        raise
+    return done
+
+
 async def import_account(storage: Storage, owner: str, user: Element, iterations: int) -> Imported:
     """Create ``owner`` from its <user/> element; refuses an account that exists or has no credentials."""
     creds = credentials_of(user, iterations)
