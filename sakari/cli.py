@@ -351,6 +351,10 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     creds = _credentials(config, _password(args, owner), owner)
     if not _with_storage(config, lambda st: st.accounts.set_credentials(owner, creds)):
         raise CLIError(f"{owner} does not exist")
+    # A running server keeps the credentials of recent logins in memory: the old password must stop working now.
+    answer = control.request(Path(config[S.DATA_DIR]), "account-changed", jid=owner)
+    if answer is not None and "error" in answer:
+        raise CLIError(f"password changed, but the running server did not take it: {answer['error']}")
     print(f"password changed for {owner}")
     return 0
 

@@ -287,7 +287,9 @@ class Server:
         await self.events.fire_all(E.SERVER_STARTED, ServerEvent())
         await self.http.setup()
         await self.listeners.start(self.config, self.config[S.BIND], self.port.ssl_context, self.config[S.AUTH_TIMEOUT])
-        self.listeners.add_server(await control.serve(self.data_dir, {"delete-account": self._delete_account}))
+        self.listeners.add_server(await control.serve(
+            self.data_dir, {"delete-account": self._delete_account, "account-changed": self._account_changed}
+        ))
         self._release_task = self.tasks.spawn(release_idle_parsers(self.port))
         self._report_certificate()
         self._certificate_task = self.tasks.spawn(self._check_certificate_periodically())
@@ -315,6 +317,15 @@ class Server:
             return {"deleted": await self.delete_account(str(request["jid"]))}
         except (KeyError, JIDError) as e:
             return {"error": f"bad account address: {e}"}
+
+    async def _account_changed(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Another process wrote an account's data (a new password): what the caches hold of it is stale."""
+        try:
+            owner = str(parse_jid(str(request["jid"])).bare)
+        except (KeyError, JIDError) as e:
+            return {"error": f"bad account address: {e}"}
+        self.storage.invalidate(owner)
+        return {"forgotten": owner}
 
     async def stop(self) -> None:
         """Close every stream with system-shutdown, let the sessions' last writes finish, then storage."""

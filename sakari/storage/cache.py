@@ -1,4 +1,4 @@
-"""Caches of the data read on every stanza (rosters, block lists), behind storage.
+"""Caches of the data read on every stanza (rosters, block lists) or login (credentials), behind storage.
 
 Modules keep no copies of other sessions' data: they ask storage, and
 storage answers from a bounded LRU by owner when it can. The cache is
@@ -22,7 +22,8 @@ from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from sakari.config import declare, positive
-from sakari.storage.base import BlocklistStore, Roster, RosterItem, RosterStore
+from sakari.credentials import Credentials
+from sakari.storage.base import AccountStore, BlocklistStore, Roster, RosterItem, RosterStore
 
 V = TypeVar("V")
 R = TypeVar("R")
@@ -30,7 +31,8 @@ R = TypeVar("R")
 CACHE_OWNERS = declare(
     "storage.cache_owners",
     10000,
-    "How many owners' rosters (and, separately, block lists) storage keeps in memory; the least recently used go first.",
+    "How many owners' rosters (and, separately, block lists and login credentials) storage keeps in memory; "
+    "the least recently used go first.",
     positive,
 )
 
@@ -69,8 +71,9 @@ class OwnerCache(Generic[V]):
                 self._loading[owner] = left
             else:
                 self._stale.discard(owner)
-        # A write that landed during the load may be missing from what it read: do not keep that.
-        if not stale:
+        # A write that landed during the load may be missing from what it read: do not keep that. Nothing
+        # (an unknown account) is not kept either: names made up by a guesser would push real owners out.
+        if not stale and value is not None:
             self._put(owner, value)
         return value
 
@@ -174,3 +177,33 @@ class CachedBlocklist:
         await self.cache.write(
             owner, self.store.remove(owner, jids), lambda blocked, _: frozenset() if jids is None else blocked - frozenset(jids)
         )
+
+
+class CachedAccounts:
+    """An AccountStore with the credentials of recent logins cached: every login reads them, few change them.
+
+    Writes made elsewhere (``sakari user passwd`` in another process) reach a running server through
+    ``invalidate``: the command line tells it over the control socket once its write landed.
+    """
+
+    def __init__(self, store: AccountStore, size: int) -> None:
+        self.store = store
+        self.cache: OwnerCache[Credentials] = OwnerCache(size)
+
+    def invalidate(self, owner: str) -> None:
+        self.cache.invalidate(owner)
+
+    async def get(self, owner: str) -> Credentials | None:
+        return await self.cache.get(owner, lambda: self.store.get(owner))
+
+    async def create(self, owner: str, creds: Credentials) -> bool:
+        return await self.store.create(owner, creds)  # an unknown owner is never cached: nothing to change
+
+    async def set_credentials(self, owner: str, creds: Credentials) -> bool:
+        return await self.cache.write(owner, self.store.set_credentials(owner, creds), lambda _old, changed: creds if changed else None)
+
+    async def list(self, host: str | None = None) -> list[str]:
+        return await self.store.list(host)
+
+    async def delete(self, owner: str) -> bool:
+        return await self.cache.write(owner, self.store.delete(owner), lambda _old, _deleted: None)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from sakari.credentials import Credentials, ScramKeys
 from sakari.storage.base import ArchiveEntry, ArchiveItem, ArchivePage, RosterItem
-from sakari.storage.cache import CachedBlocklist, CachedRoster, OwnerCache
+from sakari.storage.cache import CachedAccounts, CachedBlocklist, CachedRoster, OwnerCache
 from sakari.storage.sql import TABLES, TEXT_FEW, Many, SqlDatabase, Statement
 
 T = TypeVar("T")
@@ -475,12 +475,14 @@ class SqlStorage:
         self.db = db
         self.roster = CachedRoster(SqlRoster(db), cache_owners)
         self.blocklist = CachedBlocklist(SqlBlocklist(db), cache_owners)
-        self.accounts = SqlAccounts(db, self._forget)
+        self.accounts = CachedAccounts(SqlAccounts(db, self.invalidate), cache_owners)
         self.offline = SqlOffline(db)
         self._stores: dict[tuple[Callable[..., Any], str], Any] = {}
         self._cache_owners = cache_owners
 
-    def _forget(self, owner: str) -> None:
+    def invalidate(self, owner: str) -> None:
+        """Forget what the caches hold of ``owner``: after a write this process did not make, or a deletion."""
+        self.accounts.invalidate(owner)
         self.roster.invalidate(owner)
         self.blocklist.invalidate(owner)
         for store in self._stores.values():

@@ -154,6 +154,7 @@ async def test_user_added_while_server_runs_can_log_in(xmpp):
 @pytest.mark.asyncio
 async def test_user_passwd_changes_the_password(xmpp):
     account = xmpp.account()
+    await xmpp.login(account, mechanisms=["SCRAM-SHA-256"])  # the running server now holds its credentials in memory
     result = run_cli("user", "passwd", account.jid, "--password", "changed-pw", "--data-dir", str(xmpp.server.data_dir))
     assert result.returncode == 0, result.stderr
     with pytest.raises(LoginFailed) as failure:

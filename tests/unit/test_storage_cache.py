@@ -9,7 +9,7 @@ import pytest
 
 from sakari.storage.base import RosterItem, Storage
 from sakari.storage.cache import CachedBlocklist, CachedRoster
-from test_storage_contract import CREDS_A, JULIET, NURSE, ROMEO, backend, postgres_database, storage  # noqa: F401
+from test_storage_contract import CREDS_A, CREDS_B, JULIET, NURSE, ROMEO, backend, postgres_database, storage  # noqa: F401
 
 
 async def test_peek_answers_only_what_a_get_cached(storage: Storage) -> None:
@@ -69,6 +69,26 @@ async def test_invalidate_drops_what_another_node_changed(backend: Any, storage:
         assert list((await storage.roster.get(JULIET))[1]) == [ROMEO]
     finally:
         await other_node.close()
+
+
+async def test_credentials_are_cached_for_logins_and_follow_writes_and_invalidation(backend: Any, storage: Storage) -> None:
+    other_process = backend.new()
+    await other_process.open()
+    try:
+        assert await storage.accounts.get(JULIET) is None
+        await other_process.accounts.create(JULIET, CREDS_A)
+        assert await storage.accounts.get(JULIET) == CREDS_A  # an unknown account was not remembered as unknown
+        await other_process.accounts.set_credentials(JULIET, CREDS_B)
+        assert await storage.accounts.get(JULIET) == CREDS_A  # the next login is answered from memory
+        storage.invalidate(JULIET)  # what a running server does when the command line says it changed a password
+        assert await storage.accounts.get(JULIET) == CREDS_B
+        await storage.accounts.set_credentials(JULIET, CREDS_A)
+        await other_process.accounts.set_credentials(JULIET, CREDS_B)
+        assert await storage.accounts.get(JULIET) == CREDS_A  # its own write went through to the cache
+        await storage.accounts.delete(JULIET)
+        assert await storage.accounts.get(JULIET) is None
+    finally:
+        await other_process.close()
 
 
 async def test_a_roster_write_after_a_version_this_node_missed_drops_the_entry(backend: Any, storage: Storage) -> None:
