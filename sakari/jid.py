@@ -33,14 +33,23 @@ class JID:
 
     __slots__ = ("local", "domain", "resource", "bare", "text", "_hash")
 
+    local: str
+    domain: str
+    resource: str
+    bare: JID
+    text: str
+
     def __init__(self, local: str, domain: str, resource: str = "") -> None:
-        self.local = local
-        self.domain = domain
-        self.resource = resource
-        self.bare: JID = JID(local, domain) if resource else self
+        # Set past the guard below: our own __setattr__ would be a Python call per field, and JIDs are made per stanza.
+        init = object.__setattr__
+        init(self, "local", local)
+        init(self, "domain", domain)
+        init(self, "resource", resource)
+        init(self, "bare", JID(local, domain) if resource else self)
         text = f"{local}@{domain}" if local else domain
-        self.text = f"{text}/{resource}" if resource else text
-        self._hash = hash(self.text)
+        text = f"{text}/{resource}" if resource else text
+        init(self, "text", text)
+        init(self, "_hash", hash(text))
 
     def __str__(self) -> str:
         return self.text
@@ -57,9 +66,11 @@ class JID:
         return self._hash
 
     def __setattr__(self, name: str, value: object) -> None:
-        if hasattr(self, "_hash"):
-            raise AttributeError("JID is immutable")
-        object.__setattr__(self, name, value)
+        raise AttributeError("JID is immutable")
+
+    def __reduce__(self) -> tuple[type[JID], tuple[str, str, str]]:
+        # copy, deepcopy and pickle build a JID anew, through __init__.
+        return JID, (self.local, self.domain, self.resource)
 
 
 def prep_local(local: str) -> str:

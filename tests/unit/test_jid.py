@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 from sakari.jid import JID, JIDError, parse_jid, prep_domain, prep_local, prep_resource
@@ -195,3 +198,11 @@ def test_domain_over_1023_octets_is_jid_malformed() -> None:
     assert parse_jid(f"juliet@{long_domain}").domain == long_domain
     with pytest.raises(JIDError):
         parse_jid("juliet@" + ".".join(["a" * 63] * 16) + "a")  # 1024 octets
+
+
+def test_a_jid_cannot_be_changed_and_copies_equal_it() -> None:
+    jid = parse_jid("juliet@example.com/balcony")
+    with pytest.raises(AttributeError):
+        jid.resource = "garden"  # type: ignore[misc]
+    for twin in (copy.copy(jid), copy.deepcopy(jid), pickle.loads(pickle.dumps(jid))):
+        assert twin == jid and hash(twin) == hash(jid) and twin.bare == jid.bare
