@@ -139,7 +139,8 @@ class ScramServer:
         signature = hmac.digest(keys.stored_key, auth_message, self.digest)
         if len(proof) != len(signature):
             raise SaslFailure("not-authorized")
-        client_key = bytes(a ^ b for a, b in zip(proof, signature))
+        size = len(proof)  # XOR as integers: a generator over the bytes costs more than the two HMACs
+        client_key = (int.from_bytes(proof) ^ int.from_bytes(signature)).to_bytes(size)
         if not hmac.compare_digest(hashlib.new(self.digest, client_key).digest(), keys.stored_key):
             raise SaslFailure("not-authorized")
         verifier = hmac.digest(keys.server_key, auth_message, self.digest)
