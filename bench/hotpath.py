@@ -49,6 +49,11 @@ HEADER = (
 )
 
 
+def loopback_info(name: str, default: Any) -> Any:
+    """A client on loopback, which hot_config exempts from the per-address and per-account limits."""
+    return ("127.0.0.1", 40000) if name == "peername" else default
+
+
 class FakeTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
@@ -88,7 +93,7 @@ class FakeTransport(asyncio.Transport):
         pass
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
+        return loopback_info(name, default)
 
 
 async def bound_client(server: Server, user: str, mobile: bool = False) -> tuple[C2SConnection, FakeTransport]:
@@ -172,7 +177,7 @@ class Pipe(asyncio.Transport):
         pass
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
+        return loopback_info(name, default)
 
 
 async def one_login(server: Server, user: str) -> None:
