@@ -122,6 +122,9 @@ def test_limits_are_read_from_the_configuration_with_their_defaults() -> None:
     assert abuse.logins is not None and abuse.logins.addresses.free == 5
     assert abuse.logins.accounts.free == throttle.AUTH_ACCOUNT_FREE.default
     assert abuse.is_exempt("10.1.2.3") and not abuse.log_ip
+    defaults = Abuse.from_config(Config.parse(""))
+    assert not defaults.is_exempt("127.0.0.1") and not defaults.is_exempt("::1/128")  # loopback is not exempt by default
+    assert defaults.gate is not None and defaults.gate.concurrent == throttle.CONNECTIONS_PER_IP.default
 
 
 def test_a_bad_exempt_network_is_named_in_the_configuration_error() -> None:
