@@ -76,7 +76,8 @@ LOG_IP = declare(
 EXEMPT = declare(
     "limits.exempt_networks", [],
     "Addresses or networks (\"127.0.0.1\", \"10.0.0.0/8\") to which none of the limits on logins, connections and "
-    "stanza rates apply: a bridge or a trusted gateway. Loopback is not exempt unless listed here.", ip_networks,
+    "stanza rates apply: a bridge or a trusted gateway. An IPv6 address exempts its /64. Loopback is not exempt unless "
+    "listed here.", ip_networks,
 )
 
 
@@ -274,8 +275,9 @@ class Abuse:
         )
 
     def is_exempt(self, address: str) -> bool:
-        """Whether ``address`` (a key of :func:`address_key`) is in an exempt network; unknown ones are not."""
+        """Whether ``address`` (a key of :func:`address_key`) is in an exempt network; unknown ones are not. An IPv6
+        key is a /64, exempt when it holds an exempt address or network: limits count the /64 as one client."""
         if not address or not self.exempt:
             return False
         network = ipaddress.ip_network(address, strict=False)
-        return any(network.version == n.version and network.subnet_of(n) for n in self.exempt)  # type: ignore[arg-type]
+        return any(network.version == n.version and network.overlaps(n) for n in self.exempt)  # type: ignore[arg-type]

@@ -114,6 +114,7 @@ def test_exempt_networks_cover_addresses_and_ipv6_blocks() -> None:
     abuse = Abuse(exempt=(throttle.ipaddress.ip_network("127.0.0.0/8"), throttle.ipaddress.ip_network("2001:db8::/32")))
     assert abuse.is_exempt("127.0.0.2")
     assert abuse.is_exempt("2001:db8:1:2::/64")
+    assert Abuse(exempt=(throttle.ipaddress.ip_network("::1"),)).is_exempt(address_key("::1"))  # a /64 holding it
     assert not abuse.is_exempt("192.0.2.1") and not abuse.is_exempt("")
 
 
