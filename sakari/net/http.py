@@ -1,4 +1,5 @@
-"""The one HTTP stack (aiohttp) on ``network.http_port``: modules add routes; ``/health`` is built in.
+"""The one HTTP stack (aiohttp) on ``network.http_port`` and, over TLS, ``network.https_port``: modules add
+routes; ``/health`` is built in.
 
 WebSocket (RFC 7395), BOSH (XEP-0124/0206), file upload (XEP-0363) and the
 web client are routes on it. The listener is one of the transport layer's,
