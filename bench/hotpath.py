@@ -49,12 +49,27 @@ HEADER = (
 )
 
 
-def loopback_info(name: str, default: Any) -> Any:
-    """A client on loopback, which hot_config exempts from the per-address and per-account limits."""
-    return ("127.0.0.1", 40000) if name == "peername" else default
+class MemoryTransport(asyncio.Transport):
+    """What a socket's transport says of itself, for one that never fills: a client on loopback, which
+    hot_config exempts from the per-address and per-account limits."""
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
 
 
-class FakeTransport(asyncio.Transport):
+class FakeTransport(MemoryTransport):
     def __init__(self) -> None:
         super().__init__()
         self.written = 0
@@ -74,26 +89,11 @@ class FakeTransport(asyncio.Transport):
                 ack = b"<a xmlns='urn:xmpp:sm:3' h='%d'/>" % self.handled
                 asyncio.get_running_loop().call_soon(self.acks_to.data_received, ack)
 
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
     def close(self) -> None:
         pass
 
     def abort(self) -> None:
         pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return loopback_info(name, default)
 
 
 async def bound_client(server: Server, user: str, mobile: bool = False) -> tuple[C2SConnection, FakeTransport]:
@@ -139,7 +139,7 @@ def hot_config(data_dir: str, modules: list[str]) -> Config:
     })
 
 
-class Pipe(asyncio.Transport):
+class Pipe(MemoryTransport):
     """One direction of an in-memory connection: what is written arrives at the peer on the next turn, as from a socket."""
 
     def __init__(self, peer: asyncio.Protocol, other_end: asyncio.Protocol) -> None:
@@ -163,21 +163,6 @@ class Pipe(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self.closing
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return loopback_info(name, default)
 
 
 async def one_login(server: Server, user: str) -> None:
