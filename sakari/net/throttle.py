@@ -18,6 +18,7 @@ usually gets, so that an attacker cannot start afresh with each of its addresses
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import weakref
 from time import monotonic as _now
@@ -81,6 +82,7 @@ EXEMPT = declare(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # every connection asks, parsing costs more than the rest of the accept path
 def address_key(text: str | None) -> str:
     """What limits count an address under: an IPv4 address, or an IPv6 /64 (IPv4-mapped ones as IPv4)."""
     try:
@@ -263,6 +265,7 @@ class Abuse:
     shaper: StanzaShaper = field(default_factory=lambda: StanzaShaper(0.0, 1))
     exempt: tuple[Network, ...] = ()
     log_ip: bool = False  # write client addresses into the log (serve --log-ip)
+    _exempt_seen: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)  # address -> is_exempt
 
     @classmethod
     def from_config(cls, config: Config) -> Abuse:
@@ -279,5 +282,12 @@ class Abuse:
         key is a /64, exempt when it holds an exempt address or network: limits count the /64 as one client."""
         if not address or not self.exempt:
             return False
-        network = ipaddress.ip_network(address, strict=False)
-        return any(network.version == n.version and network.overlaps(n) for n in self.exempt)  # type: ignore[arg-type]
+        seen = self._exempt_seen.get(address)
+        if seen is None:
+            if len(self._exempt_seen) >= 4096:  # bounded: many addresses are a reason to limit, not to remember
+                self._exempt_seen.clear()
+            network = ipaddress.ip_network(address, strict=False)
+            seen = self._exempt_seen[address] = any(
+                network.version == n.version and network.overlaps(n) for n in self.exempt  # type: ignore[arg-type]
+            )
+        return seen
