@@ -6,6 +6,12 @@ calls) into a cache directory that this module serves under ``/converse/``.
 The page at ``/`` starts it with this server's domain and its WebSocket
 address, taken from the page's own location so that it also works behind a
 proxy. OMEMO (XEP-0384) is built into Converse.js and available in every chat.
+
+Files shared from apps (XEP-0363) are at the address apps are given, the
+HTTPS port's https://localhost:5281/upload/... in the quick start. The page
+shows them from its own address instead: the HTTP port serves the same
+files, its policy lets it load only its own origin, and a browser at
+http://localhost:5280/ trusts no local CA.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sakari import settings as S
 from sakari.config import declare
 from sakari.core.modules import ModuleAPI
-from sakari.net.web import WEBSOCKET_PATH
+from sakari.modules.upload import HTTP_PATH as UPLOAD_PATH
+from sakari.net.web import HTTP_TLS, PUBLIC_URL, WEBSOCKET_PATH
 
 CONVERSE_PACKAGE = "converse.js"
 CONVERSE_VERSION = "14.0.0"
@@ -65,6 +73,27 @@ PAGE = """<!DOCTYPE html>
 STARTER = """import converse from "{assets}converse.min.js";
 const settings = {settings};
 settings.websocket_url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "{websocket}";
+// This server's uploaded files, at whichever of its addresses a client was given, are shown from this page's origin.
+const ownFiles = {own_files};
+const here = location.origin + "{upload}/";
+function atThisPage(text) {{
+  if (typeof text !== "string") return text;
+  for (const prefix of ownFiles) text = text.split(prefix).join(here);
+  return text;
+}}
+converse.plugins.add("sakari-own-files", {{
+  initialize() {{
+    const rewrite = (stanza, attrs) => {{
+      for (const key of ["body", "message", "oob_url", "plaintext"]) {{
+        if (key in attrs) attrs[key] = atThisPage(attrs[key]);
+      }}
+      return attrs;
+    }};
+    this._converse.api.listen.on("parseMessage", rewrite);
+    this._converse.api.listen.on("parseMUCMessage", rewrite);
+  }},
+}});
+settings.whitelisted_plugins = ["sakari-own-files"];
 converse.initialize(settings);
 """
 # Converse's OMEMO library fetches its WebAssembly next to the page, not from assets_path.
@@ -83,14 +112,35 @@ def converse_settings(domain: str) -> dict[str, object]:
         "allow_non_roster_messaging": True,  # a first message from someone not yet a contact still shows
         "omemo_default": False,
         "loglevel": "warn",
+        # Converse would fetch lists of public servers from data.xmpp.net (for the address field of "Add a
+        # contact", and for registration), telling that site who opens the page.
+        "autocomplete_providers_url": None,
+        "xmpp_providers_url": None,
     }
 
 
+def own_file_prefixes(domain: str, public_url: str, http_tls: bool, http_port: int, https_port: int) -> list[str]:
+    """Where this server's uploads are, as any client may have been given them (upload's choose_base_url and the
+    page addresses of web sessions): the web client shows each from its own origin, which serves the same files."""
+    bases = []
+    public = public_url.rstrip("/")
+    if public and public.count("/") == 2:  # an origin: a public_url with a path has its files under that path
+        bases.append(public)
+    if http_port:
+        bases.append(f"{'https' if http_tls else 'http'}://{domain}:{http_port}")
+    if https_port:
+        bases.append(f"https://{domain}:{https_port}")
+    return [base + UPLOAD_PATH + "/" for base in bases]
+
+
 class WebClient:
-    def __init__(self, root: Path, domain: str) -> None:
+    def __init__(self, root: Path, domain: str, own_files: list[str] | None = None) -> None:
         self.root = root.resolve()
         self.page = PAGE.format(title=html.escape(f"Chat on {domain}"), assets=ASSETS)
-        self.starter = STARTER.format(assets=ASSETS, settings=json.dumps(converse_settings(domain)), websocket=WEBSOCKET_PATH)
+        self.starter = STARTER.format(
+            assets=ASSETS, settings=json.dumps(converse_settings(domain)), websocket=WEBSOCKET_PATH,
+            own_files=json.dumps(own_files or []), upload=UPLOAD_PATH,
+        )
 
     def installed(self) -> bool:
         return (self.root / "converse.min.js").is_file()
@@ -141,7 +191,10 @@ def install(target: Path = DEFAULT_CACHE) -> Path:
 
 
 def setup(mod: ModuleAPI) -> None:
-    client = WebClient(Path(mod.option(PATH) or DEFAULT_CACHE), mod.domain)
+    own_files = own_file_prefixes(
+        mod.domain, mod.option(PUBLIC_URL), mod.option(HTTP_TLS), mod.option(S.HTTP_PORT), mod.option(S.HTTPS_PORT)
+    )
+    client = WebClient(Path(mod.option(PATH) or DEFAULT_CACHE), mod.domain, own_files)
     if not client.installed():
         mod.log.warning("event=webclient-missing path=%s", client.root)
     mod.add_http_route("GET", "/", client.index)

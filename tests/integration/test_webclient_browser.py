@@ -8,14 +8,17 @@ come from the session-wide fixtures of browser_fixtures.py.
 
 from __future__ import annotations
 
+import ssl
 import struct
 import zlib
+from xml.sax.saxutils import quoteattr
 
 import aiohttp
 import pytest
 
 from sakari.settings import DEFAULT_MODULES
 from sakari_process import DOMAIN
+from xmpp_harness import login, q
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -106,6 +109,47 @@ async def test_two_users_log_in_over_websocket_and_chat(browser, web_server, scr
     assert errors == []
 
 
+async def test_a_photo_an_app_shares_shows_in_the_web_client(browser, web_server, screenshots):
+    """Dino and Conversations get https slots on the HTTPS port; the web client at http://localhost:5280/ shows what
+    they share from its own address (its policy allows only its origin, and its browser trusts no local CA)."""
+    base = f"http://{DOMAIN}:{web_server.http_port}"
+    app_user, web_user = web_server.new_account(), web_server.new_account()
+    errors: list[str] = []
+    context, page = await open_client(browser, base, web_user, errors)
+    app = await login(web_server, app_user, resource="dino")
+    try:
+        await page.evaluate(f"location.hash = '#converse/chat?jid={app_user.jid}'")
+        # Nothing leaves for a list of public servers when the user adds a contact.
+        await page.locator("converse-roster .dropdown-toggle").first.click()
+        await page.click("converse-roster a.add-contact")
+        await page.fill("input[name=jid]", "carol@exa")
+        await page.keyboard.press("Escape")
+
+        data = png(150, 90, (50, 110, 200))
+        result = await app.iq(
+            "get", f"<request xmlns='urn:xmpp:http:upload:0' filename='from-app.png' size='{len(data)}' content-type='image/png'/>",
+            to=f"upload.{DOMAIN}",
+        )
+        url = result.find(q("urn:xmpp:http:upload:0", "slot")).find(q("urn:xmpp:http:upload:0", "get")).get("url")
+        assert url.startswith(f"https://{DOMAIN}:{web_server.https_port}/upload/")
+        trusting = ssl.create_default_context(cafile=str(web_server.data_dir / "certs" / "ca.crt"))
+        async with aiohttp.ClientSession() as http, http.put(url, data=data, ssl=trusting) as put:
+            assert put.status == 201
+        app.send(
+            f"<message xmlns='jabber:client' to='{web_user.jid}' type='chat'><body>{url}</body>"
+            f"<x xmlns='jabber:x:oob'><url>{quoteattr(url)[1:-1]}</url></x></message>"
+        )
+        image = page.locator(f"converse-chats img[src^='{base}/upload/']")
+        await image.wait_for(timeout=WAIT_MS)
+        assert await image.evaluate("img => img.complete && img.naturalWidth") == 150
+        await page.screenshot(path=screenshots / "photo-from-an-app.png")
+    finally:
+        await page.screenshot(path=screenshots / "last.png")
+        app.abort()
+        await context.close()
+    assert errors == []
+
+
 async def test_page_assets_and_their_safety_headers(web_server):
     base = f"http://{DOMAIN}:{web_server.http_port}"
     async with aiohttp.ClientSession() as http:
@@ -117,6 +161,8 @@ async def test_page_assets_and_their_safety_headers(web_server):
         async with http.get(base + "/webclient.js") as starter:
             text = await starter.text()
             assert '"default_domain": "localhost"' in text and '"/xmpp-websocket"' in text
+            # Converse would ask data.xmpp.net for public servers: that site would learn who opens the page.
+            assert '"autocomplete_providers_url": null' in text and '"xmpp_providers_url": null' in text
         async with http.get(base + "/converse/converse.min.css") as css:
             assert css.status == 200 and css.headers["X-Content-Type-Options"] == "nosniff"
         async with http.get(base + "/curve25519_compiled.wasm") as wasm:  # OMEMO's crypto, fetched next to the page
