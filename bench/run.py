@@ -252,11 +252,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(label, "...", flush=True)
                 busy = wait_for_quiet(args.quiet_wait)
                 try:
-                    srv.start(extra=getattr(sc, "server_features", set()))
-                    try:
-                        figures = sc.run(srv, params)
-                    finally:
-                        srv.stop()
+                    if getattr(sc, "starts_servers", False):
+                        figures = sc.run(srv, params)  # it starts and stops servers of its own (s2s: a pair)
+                    else:
+                        srv.start(extra=getattr(sc, "server_features", set()))
+                        try:
+                            figures = sc.run(srv, params)
+                        finally:
+                            srv.stop()
                 except (ScenarioError, Exception) as e:
                     if not isinstance(e, ScenarioError):
                         traceback.print_exc()

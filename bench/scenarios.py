@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from bench import xmpp
 from bench.component import ComponentScenario
+from bench.s2s import S2SScenario
 from bench.loadgen import Fleet, Target, WorkerContext, login_many, split
 from bench.procstat import cpu_busy_seconds, cpu_seconds, process_tree, rss_kib
 
@@ -135,13 +136,14 @@ def _percentile(sorted_vals: list[int] | array, q: float) -> float:
     return sorted_vals[k]
 
 
-def _window_usage(server: "Server", fleet: Fleet, m0: int, m1: int) -> dict:
+def _window_usage(server: "Server", fleet: Fleet, m0: int, m1: int, also: tuple["Server", ...] = ()) -> dict:
     """CPU use over the measurement window [m0, m1], in cores: the server's
-    process tree, the generator's workers, and what else ran on the server's
-    CPUs (``server_core_other``) or was stolen from them by the hypervisor."""
-    spids = process_tree(server.pid)
+    process tree (and those of the servers ``also`` measured with it), the
+    generator's workers, and what else ran on the server's CPUs
+    (``server_core_other``) or was stolen from them by the hypervisor."""
+    spids = [pid for s in (server, *also) for pid in process_tree(s.pid)]
     gpids = fleet.pids
-    cpus = server.cpus or set()
+    cpus = set().union(*(s.cpus or set() for s in (server, *also)))
     _sleep_until_ns(m0)
     s0, g0 = cpu_seconds(spids), cpu_seconds(gpids)
     b0, st0 = cpu_busy_seconds(cpus)
@@ -181,11 +183,17 @@ def prime_scram_cache(server: "Server", params: Params, n: int) -> int:
 
 # =====================================================================  chat
 async def chat_worker(ctx: WorkerContext) -> dict:
+    flusher = xmpp.Flusher(asyncio.get_running_loop())
+    conns, failures = await login_many(ctx, ctx.users, ctx.params["login_concurrency"], presence=True,
+                                       flusher=flusher, raw=True)
+    return await chat_pairs(ctx, conns, failures)
+
+
+async def chat_pairs(ctx: WorkerContext, conns: list, failures: int) -> dict:
+    """Connections (2i, 2i+1) send each other messages flat out, ``window`` in flight per sender; the chat
+    scenarios and the s2s one (where the two of a pair are on different servers) alike."""
     p = ctx.params
     loop = asyncio.get_running_loop()
-    flusher = xmpp.Flusher(loop)
-    conns, failures = await login_many(ctx, ctx.users, p["login_concurrency"], presence=True,
-                                       flusher=flusher, raw=True)
     ctx.send("ready", {"online": sum(c is not None for c in conns), "failures": failures,
                        "error": ctx.extra.get("first_error", "")})
     go = await ctx.recv("go")
@@ -276,42 +284,48 @@ class ChatScenario:
         slices = split(users, params.workers, unit=2)
         fleet = Fleet(server.target, slices, {"login_concurrency": max(1, params.login_concurrency // params.workers),
                                               "body": params.chat_body}, chat_worker, set(params.gen_cpus))
-        try:
-            ready = fleet.gather("ready", timeout=300)
-            failures = sum(r["failures"] for r in ready)
-            if failures:
-                fleet.broadcast("go", None)
-                errs = "; ".join(r["error"] for r in ready if r["error"])
-                raise ScenarioError(f"{failures} of {len(users)} users could not log in ({errs})")
-            t_go = time.monotonic_ns() + NS // 2
-            m0 = t_go + int(params.warmup_s * NS)
-            m1 = m0 + int(params.duration_s * NS)
-            fleet.broadcast("go", {"t_go": t_go, "m0": m0, "m1": m1, "drain_s": params.drain_s,
-                                   "window": window})
-            usage = _window_usage(server, fleet, m0, m1)
-            results = fleet.finish(timeout=params.drain_s + 60)
-        finally:
-            fleet.close()
-        lat = sorted(x for r in results for x in r["lat"])
-        sent = sum(r["sent"] for r in results)
-        received = sum(r["received"] for r in results)
-        in_window = sum(r["in_window"] for r in results)
-        rate = in_window / params.duration_s
-        return {
-            "value": rate,
-            "msgs_per_s": rate,
-            "p50_ms": _percentile(lat, 0.50) / 1e6,
-            "p99_ms": _percentile(lat, 0.99) / 1e6,
-            "sent": sent,
-            "received": received,
-            "lost": sent - received,
-            "errors": sum(r["errors"] for r in results),
-            "disconnected": sum(r["closed_early"] for r in results),
-            **usage,
-            "msgs_per_server_cpu_s": rate / usage["server_cpu"] if usage["server_cpu"] > 0 else float("nan"),
-            "users": len(users),
-            "window": window,
-        }
+        return drive_chat(fleet, params, window, len(users), lambda m0, m1: _window_usage(server, fleet, m0, m1))
+
+
+def drive_chat(fleet: Fleet, params: Params, window: int, n_users: int, usage_of) -> dict:
+    """Start the workers of a chat fleet together, measure the window, and sum up what they report;
+    ``usage_of(m0, m1)`` measures CPU use over the window (see :func:`_window_usage`)."""
+    try:
+        ready = fleet.gather("ready", timeout=300)
+        failures = sum(r["failures"] for r in ready)
+        if failures:
+            fleet.broadcast("go", None)
+            errs = "; ".join(r["error"] for r in ready if r["error"])
+            raise ScenarioError(f"{failures} of {n_users} users could not log in ({errs})")
+        t_go = time.monotonic_ns() + NS // 2
+        m0 = t_go + int(params.warmup_s * NS)
+        m1 = m0 + int(params.duration_s * NS)
+        fleet.broadcast("go", {"t_go": t_go, "m0": m0, "m1": m1, "drain_s": params.drain_s,
+                               "window": window})
+        usage = usage_of(m0, m1)
+        results = fleet.finish(timeout=params.drain_s + 60)
+    finally:
+        fleet.close()
+    lat = sorted(x for r in results for x in r["lat"])
+    sent = sum(r["sent"] for r in results)
+    received = sum(r["received"] for r in results)
+    in_window = sum(r["in_window"] for r in results)
+    rate = in_window / params.duration_s
+    return {
+        "value": rate,
+        "msgs_per_s": rate,
+        "p50_ms": _percentile(lat, 0.50) / 1e6,
+        "p99_ms": _percentile(lat, 0.99) / 1e6,
+        "sent": sent,
+        "received": received,
+        "lost": sent - received,
+        "errors": sum(r["errors"] for r in results),
+        "disconnected": sum(r["closed_early"] for r in results),
+        **usage,
+        "msgs_per_server_cpu_s": rate / usage["server_cpu"] if usage["server_cpu"] > 0 else float("nan"),
+        "users": n_users,
+        "window": window,
+    }
 
 
 # =====================================================================  login
@@ -845,5 +859,5 @@ SCENARIOS: dict[str, Any] = {s.name: s for s in (ChatScenario("chat"), ChatScena
                                                   IdleScenario(),
     MucScenario("muc", "muc_occupants", "group chat fan-out (deliveries/s in one room)"),
     MucScenario("muc-large", "muc_large_occupants", "a large room: joins and fan-out"),
-    MamScenario(), ComponentScenario())}
+    MamScenario(), ComponentScenario(), S2SScenario())}
 DEFAULT_SCENARIOS = ["chat", "chat-many", "login", "idle", "muc", "muc-large", "mam"]

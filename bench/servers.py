@@ -45,23 +45,24 @@ def account(i: int) -> tuple[str, str]:
     return f"u{i}", f"pw{i}-bench"
 
 
-def port_free(port: int) -> bool:
+def port_free(port: int, host: str = HOST) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((HOST, port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
 
 
-def make_cert(workdir: Path) -> tuple[Path, Path, Path]:
-    """A throwaway self-signed certificate for localhost (STARTTLS variant only)."""
+def make_cert(workdir: Path, domain: str = DOMAIN) -> tuple[Path, Path, Path]:
+    """A throwaway self-signed certificate for ``domain`` and its group chat service (the STARTTLS variant, and
+    server-to-server TLS in the s2s scenario)."""
     key, cert, combined = workdir / "key.pem", workdir / "cert.pem", workdir / "combined.pem"
     if not combined.exists():
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                        "-out", str(cert), "-days", "30", "-subj", f"/CN={DOMAIN}",
-                        "-addext", f"subjectAltName=DNS:{DOMAIN},DNS:{MUC_DOMAIN}"],
+                        "-out", str(cert), "-days", "30", "-subj", f"/CN={domain}",
+                        "-addext", f"subjectAltName=DNS:{domain},DNS:conference.{domain}"],
                        check=True, capture_output=True)
         combined.write_bytes(cert.read_bytes() + key.read_bytes())
         for p in (key, cert, combined):
@@ -78,11 +79,11 @@ def _preexec(cpus: set[int] | None):
     return fn
 
 
-def probe_stream(port: int, timeout: float = 2.0) -> bool:
+def probe_stream(port: int, timeout: float = 2.0, host: str = HOST, domain: str = DOMAIN) -> bool:
     """True when the port answers a stream header with stream features."""
     try:
-        with socket.create_connection((HOST, port), timeout=timeout) as s:
-            s.sendall(f"<?xml version='1.0'?><stream:stream to='{DOMAIN}' version='1.0' xmlns='jabber:client' "
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(f"<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' xmlns='jabber:client' "
                       "xmlns:stream='http://etherx.jabber.org/streams'>".encode())
             data = b""
             deadline = time.monotonic() + timeout
@@ -106,11 +107,18 @@ class Server:
     base_port = 20000
     component_port: int | None = None  # XEP-0114 listener, configured only for the component scenario
 
-    def __init__(self, root: Path, cpus: set[int] | None, tls: bool = False) -> None:
-        self.workdir = root / self.name
+    def __init__(self, root: Path, cpus: set[int] | None, tls: bool = False, domain: str = DOMAIN, host: str = HOST,
+                 base_port: int | None = None) -> None:
+        # Another domain, address and ports: the second server of a pair (the s2s scenario, bench/s2s.py).
+        self.domain = domain
+        self.host = host
+        if base_port is not None:
+            self.base_port = base_port
+        self.workdir = root / (self.name if domain == DOMAIN else f"{self.name}-{domain}")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cpus = cpus
         self.tls = tls
+        self.s2s_peers: dict[str, tuple[str, int]] = {}  # s2s scenario: the other servers, domain → (address, s2s port)
         self.proc: subprocess.Popen | None = None
         self.c2s_port = self.base_port + 222
         self.created_accounts = 0
@@ -121,7 +129,7 @@ class Server:
     # ------------------------------------------------------------ interface
     @property
     def target(self) -> Target:
-        return Target(HOST, self.c2s_port, DOMAIN, self.tls, MUC_DOMAIN)
+        return Target(self.host, self.c2s_port, self.domain, self.tls, f"conference.{self.domain}")
 
     @property
     def pid(self) -> int:
@@ -153,8 +161,8 @@ class Server:
         so it is on only for the mam scenario)."""
         self.extra = set(extra)
         for port in self.ports():
-            if not port_free(port):
-                raise RuntimeError(f"{self.name}: port {port} on {HOST} is already in use")
+            if not port_free(port, self.host):
+                raise RuntimeError(f"{self.name}: port {port} on {self.host} is already in use")
         self.write_config()
         cmd, env = self.command()
         self._logfile = open(self.workdir / "server-output.log", "ab")
@@ -169,7 +177,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with code {self.proc.returncode} during start; "
                                    f"see {self.workdir / 'server-output.log'}")
-            if probe_stream(self.c2s_port):
+            if probe_stream(self.c2s_port, host=self.host, domain=self.domain):
                 time.sleep(0.5)  # let late module loads finish
                 return
             time.sleep(0.25)
@@ -242,15 +250,21 @@ class Sakari(Server):
         "`--log-level warning` (like the others' `warn`/`warning`)",
         "component scenario only: `[network] component_port` and four `[[components]]` (`echo1…4.localhost`, "
         "a shared secret)",
+        "s2s scenario only: `[s2s] host_map` naming the other server, `stanza_rate = 0` (no per-domain rate limit on "
+        "incoming server streams; default 500 stanzas/s)",
     ]
 
-    def __init__(self, root: Path, cpus: set[int] | None, tls: bool = False) -> None:
-        super().__init__(root, cpus, tls)
+    def __init__(self, root: Path, cpus: set[int] | None, tls: bool = False, **where) -> None:
+        super().__init__(root, cpus, tls, **where)
         self.features = default_features()
 
     def ports(self) -> list[int]:
         b = self.base_port
         return [b + 222, b + 223, b + 280, b + 269, b + 347]
+
+    @property
+    def s2s_port(self) -> int:
+        return self.base_port + 269
 
     @property
     def component_port(self) -> int:  # type: ignore[override]
@@ -274,8 +288,11 @@ class Sakari(Server):
         lines = ["[c2s]", "require_encryption = false", "", "[limits]", "c2s_rate_bytes = 0",
                  "c2s_rate_burst = 0", 'exempt_networks = ["127.0.0.0/8", "::1"]', ""]
         if self.tls:
-            key, cert, _ = make_cert(self.workdir)
+            key, cert, _ = make_cert(self.workdir, self.domain)
             lines += ["[tls]", f'certificate = "{cert}"', f'key = "{key}"', ""]
+        if "s2s" in self.extra:  # its own self-signed certificate, so the pair proves its domains by dialback
+            host_map = ", ".join(f'"{d}" = "{h}:{port}"' for d, (h, port) in self.s2s_peers.items())
+            lines += ["[s2s]", f"host_map = {{ {host_map} }}", "stanza_rate = 0", ""]
         from sakari.settings import DEFAULT_MODULES  # the installed Sakari's own list
 
         enabled = list(DEFAULT_MODULES)
@@ -296,7 +313,7 @@ class Sakari(Server):
     def command(self) -> tuple[list[str], dict[str, str]]:
         b = self.base_port
         return ([sys.executable, "-m", "sakari", "serve", "--config", str(self.workdir / "sakari.toml"),
-                 "--data-dir", str(self.workdir / "data"), "--domain", DOMAIN, "--bind", HOST,
+                 "--data-dir", str(self.workdir / "data"), "--domain", self.domain, "--bind", self.host,
                  "--c2s-port", str(b + 222), "--c2s-tls-port", str(b + 223), "--http-port", str(b + 280),
                  "--s2s-port", str(b + 269), "--log-level", "warning"], {})
 
@@ -305,10 +322,10 @@ class Sakari(Server):
             return
         (self.workdir / "data").mkdir(exist_ok=True)
         users = self.workdir / "users.txt"
-        users.write_text("".join(f"{u}@{DOMAIN} {p}\n" for u, p in
+        users.write_text("".join(f"{u}@{self.domain} {p}\n" for u, p in
                                  (account(i) for i in range(self.created_accounts + 1, n + 1))))
         r = subprocess.run([sys.executable, "-m", "sakari", "user", "add", "--from-file", str(users),
-                            "--data-dir", str(self.workdir / "data")], capture_output=True, text=True,
+                            "--data-dir", str(self.workdir / "data"), "--domain", self.domain], capture_output=True, text=True,
                            cwd=self.workdir)
         if r.returncode != 0:
             raise RuntimeError(f"sakari user add failed ({r.returncode}): {r.stderr[-2000:]}")
@@ -329,14 +346,22 @@ class Prosody(Server):
         "mam scenario only: `mod_mam` loaded, default (internal) archive storage, `archive_expires_after = \"never\"`",
         "component scenario only: `component_ports`, four `Component \"echo1…4.localhost\"` with "
         "`component_secret`",
+        "s2s scenario only: `mod_s2s` and `mod_dialback` on, s2s on port 5269 of an address of its own, "
+        "`unbound = { hoststxt = ... }` naming the other server (Prosody has no static routes)",
     ]
 
     def ports(self) -> list[int]:
-        return [self.base_port + 222, self.base_port + 269, self.base_port + 347]
+        return [self.base_port + 222, self.s2s_port, self.base_port + 347]
 
     @property
     def component_port(self) -> int:  # type: ignore[override]
         return self.base_port + 347
+
+    @property
+    def s2s_port(self) -> int:
+        # Prosody has no static routes: in the s2s scenario a peer finds it by its address (an A record from a hosts
+        # file) on the default port, each server having an address of its own.
+        return 5269 if "s2s" in self.extra else self.base_port + 269
 
     def is_installed(self) -> bool:
         return shutil.which("prosody") is not None
@@ -347,9 +372,14 @@ class Prosody(Server):
     def write_config(self) -> None:
         w = self.workdir
         tls = ""
-        if self.tls:
-            key, cert, _ = make_cert(w)
+        if self.tls or "s2s" in self.extra:  # server-to-server streams need TLS (s2s_require_encryption)
+            key, cert, _ = make_cert(w, self.domain)
             tls = f'ssl = {{ key = "{key}"; certificate = "{cert}"; }}\n'
+        s2s = ""
+        if "s2s" in self.extra:
+            # libunbound answers names under test. itself: SRV look-ups fail at once, addresses come from this file.
+            (w / "hosts").write_text("".join(f"{h} {d}\n" for d, (h, _) in self.s2s_peers.items()))
+            s2s = f'unbound = {{ hoststxt = "{w}/hosts" }}\n'
         mam = ', "mam"' if "mam" in self.extra else ""
         components = "".join(f'\nComponent "{d}"\n    component_secret = "{SECRET}"\n'
                              for d in COMPONENTS) if "component" in self.extra else ""
@@ -364,24 +394,24 @@ log = {{ warn = "{w}/prosody.log" }}
 network_backend = "epoll"
 network_settings = {{ tcp_backlog = 1024 }}
 c2s_ports = {{ {self.base_port + 222} }}
-c2s_interfaces = {{ "{HOST}" }}
-s2s_ports = {{ {self.base_port + 269} }}
-s2s_interfaces = {{ "{HOST}" }}
+c2s_interfaces = {{ "{self.host}" }}
+s2s_ports = {{ {self.s2s_port} }}
+s2s_interfaces = {{ "{self.host}" }}
 http_ports = {{}}
 https_ports = {{}}
 component_ports = {{ {self.base_port + 347} }}
-component_interfaces = {{ "{HOST}" }}
+component_interfaces = {{ "{self.host}" }}
 c2s_require_encryption = false
 authentication = "internal_hashed"
 storage = "internal"
-modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping"{mam} }}
+modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping"{mam}{', "dialback"' if s2s else ''} }}
 archive_expires_after = "never"
 default_archive_policy = true
-modules_disabled = {{ "s2s" }}
-{tls}
-VirtualHost "{DOMAIN}"
+modules_disabled = {{ {'' if s2s else '"s2s"'} }}
+{tls}{s2s}
+VirtualHost "{self.domain}"
 
-Component "{MUC_DOMAIN}" "muc"
+Component "conference.{self.domain}" "muc"
     muc_room_locking = false
     restrict_room_creation = false
 {components}"""
@@ -396,7 +426,7 @@ Component "{MUC_DOMAIN}" "muc"
         ``prosodyctl adduser`` but takes seconds for 10,000 accounts."""
         if n <= self.created_accounts:
             return
-        d = self.workdir / "data" / DOMAIN.replace(".", "%2e") / "accounts"
+        d = self.workdir / "data" / self.domain.replace(".", "%2e") / "accounts"
         d.mkdir(parents=True, exist_ok=True)
         for i in range(self.created_accounts + 1, n + 1):
             user, pw = account(i)

@@ -1,0 +1,83 @@
+"""The s2s scenario: 1:1 chat between the users of two servers of the same kind, flat out.
+
+The scenario starts a pair of its own (the runner's server does not run):
+a.s2s.test on 127.0.0.21 and b.s2s.test on 127.0.0.22, each with the
+runner's ports on its own address, both pinned to the server CPUs. Each
+finds the other without DNS: Sakari through ``s2s.host_map``, Prosody
+(which has no static routes) by an address from a hosts file on the default
+port 5269. Names under test. are answered by libunbound itself (RFC 6761),
+so Prosody's SRV look-ups fail at once and nothing leaves the machine. Both
+pairs keep their self-signed certificates and prove their domains by
+dialback over TLS, as servers without a CA-signed certificate do.
+
+User u<i> of a.s2s.test and u<i> of b.s2s.test are a pair, with the chat
+scenario's sizes (``chat_users`` users in all, ``chat_window`` in flight per
+sender): every message crosses the server-to-server link, is routed by both
+servers, and its delivery lets the partner send the next one. The first
+messages set the link up (TCP, TLS, dialback) during the warm-up. CPU is
+that of both servers together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from bench import xmpp
+from bench.loadgen import Fleet, WorkerContext, login_many, split
+
+PAIR = (("a.s2s.test", "127.0.0.21"), ("b.s2s.test", "127.0.0.22"))
+
+
+async def s2s_worker(ctx: WorkerContext) -> dict:
+    from bench.scenarios import chat_pairs  # a cycle otherwise: scenarios lists this module's scenario
+
+    p = ctx.params
+    flusher = xmpp.Flusher(asyncio.get_running_loop())
+    host, port, domain = p["there"]
+    there = dataclasses.replace(ctx, target=dataclasses.replace(ctx.target, host=host, port=port, domain=domain))
+    here_conns, here_failed = await login_many(ctx, ctx.users, p["login_concurrency"], presence=True,
+                                               flusher=flusher, raw=True)
+    there_conns, there_failed = await login_many(there, ctx.users, p["login_concurrency"], presence=True,
+                                                 flusher=flusher, raw=True)
+    # u<i> here and u<i> there are neighbours, the pair chat_pairs makes talk.
+    conns = [c for pair in zip(here_conns, there_conns) for c in pair]
+    return await chat_pairs(ctx, conns, here_failed + there_failed)
+
+
+class S2SScenario:
+    name = "s2s"
+    title = "1:1 chat between two servers of the same kind (s2s)"
+    headline = "msgs/s"
+    starts_servers = True  # the pair below, not the runner's server
+
+    def supported(self, server) -> str | None:
+        return None if hasattr(server, "s2s_port") else "not configured for server-to-server runs"
+
+    def run(self, server, params) -> dict:
+        from bench.scenarios import _window_usage, drive_chat
+
+        kind = type(server)
+        root = server.workdir.parent
+        here, there = (kind(root, server.cpus, server.tls, domain=d, host=h) for d, h in PAIR)
+        for srv in (here, there):
+            srv.extra = {"s2s"}  # before the ports are read: Prosody's s2s port depends on it
+        here.s2s_peers = {there.domain: (there.host, there.s2s_port)}
+        there.s2s_peers = {here.domain: (here.host, here.s2s_port)}
+        n = params.chat_users // 2  # users per server
+        started = []
+        try:
+            for srv in (here, there):
+                srv.ensure_accounts(n)
+                srv.start(extra={"s2s"})
+                started.append(srv)
+            users = here.accounts(n)
+            fleet = Fleet(here.target, split(users, params.workers),
+                          {"login_concurrency": max(1, params.login_concurrency // params.workers),
+                           "body": params.chat_body, "there": (there.host, there.c2s_port, there.domain)},
+                          s2s_worker, set(params.gen_cpus))
+            return drive_chat(fleet, params, params.chat_window, 2 * n,
+                              lambda m0, m1: _window_usage(here, fleet, m0, m1, also=(there,)))
+        finally:
+            for srv in started:
+                srv.stop()
