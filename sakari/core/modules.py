@@ -28,6 +28,8 @@ from sakari.stream.sasl2 import TokenStore
 from sakari.xml.element import Element
 
 T = TypeVar("T")
+# Called now: an awaitable done once every write the module queued so far is durable, or None if none is pending.
+WriteBarrier = Callable[[], Awaitable[None] | None]
 # Enables a feature that a Bind 2 request (XEP-0386) names, once the session is bound; answers what goes in <bound/>.
 BindInlineHandler = Callable[[Session, Element], Element | None]
 
@@ -66,6 +68,7 @@ class ServerContext:
     token_store: TokenStore | None = None  # FAST tokens, from the module that keeps them
     granted_admins: set[JID] = field(default_factory=set)  # administrators by invitation (XEP-0401), beside ``admins``
     services: dict[str, Any] = field(default_factory=dict)
+    write_barriers: list[WriteBarrier] = field(default_factory=list)
     # Set by the composition root: declare a listener (name, port option, protocol factory, direct TLS).
     add_listener: Callable[[str, Option[int], Callable[[], asyncio.BaseProtocol], bool], None] | None = None
     add_http_route: Callable[[str, str, Callable[[Any], Awaitable[Any]]], None] | None = None
@@ -211,6 +214,21 @@ class ModuleAPI:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         return self.ctx.tasks.spawn(coro)
+
+    # --- durability ---------------------------------------------------------------
+    def add_write_barrier(self, barrier: WriteBarrier) -> None:
+        """A module that writes off the delivery path (the archive, in batches) says how to wait for what it
+        queued: what acknowledges receipt to a client (stream management) waits for it first."""
+        self.ctx.write_barriers.append(barrier)
+
+    def pending_writes(self) -> list[Awaitable[None]]:
+        """For each module with writes queued now: what to await until they are durable (empty: nothing to wait for)."""
+        pending = []
+        for barrier in self.ctx.write_barriers:
+            waiting = barrier()
+            if waiting is not None:
+                pending.append(waiting)
+        return pending
 
 
 def available_modules() -> list[str]:

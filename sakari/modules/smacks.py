@@ -4,7 +4,9 @@
   ``unexpected-request``, as does a second ``<enable/>``. It may also come inside a Bind 2 request
   (XEP-0386), whose ``<bound/>`` then carries the answer.
 - §4 acks: the client's stanzas are counted by an inbound filter, ours by an outbound filter
-  that keeps each one until acknowledged. We ask for an ack (``<r/>``) once per turn of the
+  that keeps each one until acknowledged. Our ``<a/>`` (and the h of ``<resumed/>``) waits until
+  what the counted stanzas caused to be written off the delivery path (the archive's batches,
+  ``mod.pending_writes``) is durable: an acknowledged message survives the server being killed. We ask for an ack (``<r/>``) once per turn of the
   event loop in which something was sent, and again after an ack that left some unacknowledged.
 - §5 resumption: a lost connection detaches the session for ``smacks.resume_timeout`` seconds;
   ``<resume/>`` (before binding) puts it on the new connection and sends what the client had not
@@ -24,7 +26,7 @@ import asyncio
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,7 +71,10 @@ class HandledCountTooHigh(Exception):
 class AckState:
     """One session's counters and unacknowledged stanzas (sans-IO)."""
 
-    __slots__ = ("handled", "acked", "queue", "watchers", "resume_id", "awaiting_ack", "ack_scheduled", "max_queue")
+    __slots__ = (
+        "handled", "acked", "queue", "watchers", "resume_id", "awaiting_ack", "ack_scheduled", "max_queue",
+        "answering", "asked_again",
+    )
 
     def __init__(self, resume_id: str | None, max_queue: int = 500) -> None:
         self.handled = 0  # stanzas received from the client
@@ -80,6 +85,8 @@ class AckState:
         self.awaiting_ack = False
         self.ack_scheduled = False
         self.max_queue = max_queue
+        self.answering = False  # an <a/> waits for durable writes; a later <r/> is answered after it
+        self.asked_again = False
 
     @property
     def sent(self) -> int:
@@ -232,12 +239,43 @@ class StreamManagement:
         elif state is None:
             pass  # <r/> and <a/> before enabling mean nothing; ignored as other servers do
         elif name == "r":
-            session.send_unfiltered(f"<a xmlns='{NS_SM}' h='{state.handled % H_MODULO}'/>".encode())
+            self.answer(session, state)
         elif name == "a":
             self.acked(session, state, parse_h(element))
         else:
             return None  # unknown: the stream ends with unsupported-stanza-type
         return True
+
+    def answer(self, session: Session, state: AckState) -> None:
+        """``<a/>`` for the stanzas handled so far, once what they caused to be written is durable.
+
+        Every stanza counted was routed to the end (the inbox runs in order), and what routing keeps in
+        storage itself (offline messages) is written by then; the archive writes in batches after
+        delivery, so the answer waits for those batches. It waits in a task of its own, not in the
+        inbox: the client's next stanzas are not held up, and each answer covers what was counted
+        when its <r/> came, so later answers never say less than earlier ones."""
+        if state.answering:
+            state.asked_again = True
+            return
+        pending = self.mod.pending_writes()
+        if not pending:
+            session.send_unfiltered(f"<a xmlns='{NS_SM}' h='{state.handled % H_MODULO}'/>".encode())
+            return
+        state.answering = True
+        self.mod.spawn(self.answer_when_durable(session, state, state.handled, pending))
+
+    async def answer_when_durable(self, session: Session, state: AckState, h: int, pending: list[Awaitable[None]]) -> None:
+        try:
+            while True:
+                for waiting in pending:
+                    await waiting
+                session.send_unfiltered(f"<a xmlns='{NS_SM}' h='{h % H_MODULO}'/>".encode())
+                if not state.asked_again:
+                    return
+                state.asked_again = False
+                h, pending = state.handled, self.mod.pending_writes()
+        finally:
+            state.answering = False
 
     def acked(self, session: Session, state: AckState, h: int) -> None:
         try:
@@ -259,6 +297,10 @@ class StreamManagement:
         session = self.find(JID(pre.user, pre.host), previd)
         if session is None:
             return failed("item-not-found", text="no session to resume with this id"), None
+        for waiting in self.mod.pending_writes():
+            await waiting  # <resumed h='…'/> acknowledges too: only what is durable
+        if session.closed:
+            return failed("item-not-found", text="the session ended meanwhile"), None
         state: AckState = session.props[PROP]
         try:
             h = parse_h(pre.element)

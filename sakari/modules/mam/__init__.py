@@ -11,7 +11,8 @@
   text; the form, preferences (§6) and archive metadata.
 - Retention: messages older than ``mam.retention_days`` are deleted, hourly.
 
-Writes are batched off the delivery path (archiver.py): delivery never waits for storage.
+Writes are batched off the delivery path (archiver.py): delivery never waits for storage, but the
+acknowledgement to the sender (XEP-0198) does, so an acknowledged message survives a crash.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def setup(mod: ModuleAPI) -> None:
     rosters = mod.storage.roster
     router = mod.router
     archiver = Archiver(store, mod.spawn)
+    mod.add_write_barrier(archiver.barrier)  # stream management acknowledges a message once it is archived
     default_policy = mod.option(DEFAULT_POLICY)  # read once: wanted() asks for every message
     expiry: list[asyncio.Task[None]] = []
 

@@ -3,7 +3,8 @@
 A message is delivered with its stanza-id at once; its archive copy waits in
 memory for the writer, which hands whatever gathered meanwhile to storage in
 one statement. Queries wait for the writes queued before them, so a client
-always finds what it was just sent.
+always finds what it was just sent, and so does stream management before it
+acknowledges a message to its sender: an acknowledged message is in storage.
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ class Archiver:
         self._spawn = spawn
         self._pending: list[ArchiveEntry] = []
         self._writing: asyncio.Task[None] | None = None
+        self._queued = 0  # entries ever queued
+        self._done = 0  # entries ever handed to storage and answered
+        # (entries done by then, woken): a waiter for the writes queued before it, not for later ones, so that
+        # under steady load, when the writer never runs out of work, it is still woken.
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def add(self, entry: ArchiveEntry) -> None:
         """Queue a copy for an archive, under an id from the store's new_id."""
         self._pending.append(entry)
+        self._queued += 1
         if self._writing is None:
             self._writing = self._spawn(self._write())
 
@@ -39,10 +46,40 @@ class Archiver:
                     await self.store.append_many(batch)
                 except Exception as e:  # noqa: BLE001 - the disk or the database: say so, keep serving
                     log.error("event=archive-write-failed messages=%d error=%s", len(batch), type(e).__name__)
+                self._done += len(batch)
+                self._wake()
         finally:
             self._writing = None
+            if self._pending:  # cancelled (the server stops): nobody waits any longer for what is left
+                for _, future in self._waiters:
+                    if not future.done():
+                        future.set_result(None)
+                self._waiters = []
+
+    def _wake(self) -> None:
+        if not self._waiters:
+            return
+        done = self._done
+        still = []
+        for target, future in self._waiters:
+            if target <= done:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((target, future))
+        self._waiters = still
+
+    def barrier(self) -> asyncio.Future[None] | None:
+        """A future done once everything queued so far is in storage (or failed to get there); None when it
+        already is, so a caller with nothing to wait for does not wait a turn of the loop."""
+        if self._done >= self._queued:
+            return None
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._queued, future))
+        return future
 
     async def written(self) -> None:
         """Return once everything queued so far is in storage (or failed to get there)."""
-        while self._writing is not None:
-            await asyncio.shield(self._writing)
+        future = self.barrier()
+        if future is not None:
+            await asyncio.shield(future)

@@ -86,6 +86,7 @@ def setup(mod: ModuleAPI) -> None:
         mod.add_service(domain, service.handle, name=name, identities={("conference", "text", name)},
                         features=set(SERVICE_FEATURES))
         services.append(service)
+        mod.add_write_barrier(service.archive.writer.barrier)  # a room message is acknowledged once archived
 
     async def start(event: ServerEvent) -> None:
         for service in services:
