@@ -445,6 +445,21 @@ class Client:
             self.xmpp.transport.abort()
 
 
+class _ConnectingFrom:
+    """The event loop for one slixmpp client, except that its connections start from a given local address
+    (slixmpp's connect() takes none)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, source: str) -> None:
+        self._loop = loop
+        self._source = source
+
+    def __getattr__(self, name: str):
+        return getattr(self._loop, name)
+
+    async def create_connection(self, *args, **kwargs):
+        return await self._loop.create_connection(*args, local_addr=(self._source, 0), **kwargs)
+
+
 async def login(
     server: SakariServer,
     account: Account,
@@ -457,8 +472,11 @@ async def login(
     presence: bool = True,
     priority: int | None = None,
     label: str | None = None,
+    source: str | None = None,
 ) -> Client:
     """Connect and log in with slixmpp.
+
+    ``source``: the local address to connect from (127.0.0.2, …: another client address to the server).
 
     STARTTLS on the c2s port by default, direct TLS (XEP-0368) on the c2s-tls
     port with ``direct_tls=True``. Then, like a normal client (RFC 6121 §2.2):
@@ -501,6 +519,18 @@ async def login(
     xmpp.add_event_handler("connection_failed", lambda err: settle("connection_failed", err))
 
     port = server.c2s_tls_port if direct_tls else server.c2s_port
+    if source is not None:
+        attempt = xmpp._attempt_connection
+
+        async def attempt_from_source(*args):
+            # Only while connecting: futures slixmpp makes later must belong to the real loop.
+            xmpp._loop = _ConnectingFrom(loop, source)
+            try:
+                return await attempt(*args)
+            finally:
+                xmpp._loop = loop
+
+        xmpp._attempt_connection = attempt_from_source
     xmpp.connect(server.host, port)
     try:
         reason, detail = await asyncio.wait_for(outcome, WAIT)
