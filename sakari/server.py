@@ -277,6 +277,7 @@ class Server:
         self.port.settings = dataclasses.replace(
             self.port.settings, pre_bind=frozenset(self.ctx.pre_bind), pre_auth=frozenset(self.ctx.pre_auth),
             bind_inline=tuple(sorted(self.ctx.bind_inline)), fast=self.ctx.token_store is not None,
+            sasl2_inline=tuple(self.ctx.sasl2_inline),
         )
         if self.config[s2s.ENABLED]:
             self.federation = s2s.build(

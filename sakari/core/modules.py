@@ -65,6 +65,7 @@ class ServerContext:
     pre_bind: dict[tuple[str, str], PreBindHandler] = field(default_factory=dict)
     pre_auth: dict[tuple[str, str], PreAuthHandler] = field(default_factory=dict)
     bind_inline: dict[str, BindInlineHandler] = field(default_factory=dict)  # by namespace
+    sasl2_inline: list[tuple[str, str, str]] = field(default_factory=list)  # (namespace, feature, pre-bind element)
     token_store: TokenStore | None = None  # FAST tokens, from the module that keeps them
     granted_admins: set[JID] = field(default_factory=set)  # administrators by invitation (XEP-0401), beside ``admins``
     services: dict[str, Any] = field(default_factory=dict)
@@ -145,11 +146,15 @@ class ModuleAPI:
         """Offer an element in c2s stream features; the argument says if the client authenticated."""
         self.ctx.stream_features.append(provider)
 
-    def add_pre_bind(self, ns: str, name: str, handler: PreBindHandler) -> None:
-        """Take an element that a client sends after authenticating and before binding (XEP-0198 ``<resume/>``)."""
+    def add_pre_bind(self, ns: str, name: str, handler: PreBindHandler, sasl2_feature: str | None = None) -> None:
+        """Take an element that a client sends after authenticating and before binding (XEP-0198 ``<resume/>``).
+        With ``sasl2_feature``, it may also come inside SASL2's ``<authenticate/>`` (XEP-0388 §2.1), announced as
+        ``<sasl2_feature xmlns=ns/>`` in its ``<inline/>``; the handler then gets ``PreBind.inline``."""
         if (ns, name) in self.ctx.pre_bind:
             raise ValueError(f"<{name} xmlns='{ns}'/> before bind is already taken")
         self.ctx.pre_bind[ns, name] = handler
+        if sasl2_feature is not None:
+            self.ctx.sasl2_inline.append((ns, sasl2_feature, name))
 
     def add_bind_inline(self, ns: str, handler: BindInlineHandler) -> None:
         """Let clients enable this feature inside their Bind 2 request (XEP-0386), as ``<feature var=ns/>``: the

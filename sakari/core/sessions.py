@@ -15,7 +15,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sakari.core import events as E
@@ -180,6 +180,10 @@ class PreBind:
     host: str
     element: Element
     connection: Connection
+    # Sent inside SASL2's <authenticate/>: the answer goes in <success/>, so the handler writes nothing itself
+    # and leaves in ``then`` what follows <success/> (stanzas sent again on a resumed session).
+    inline: bool = False
+    then: list[bytes] = field(default_factory=list)
 
 
 # Answers (reply to send, or None; the session to resume on this connection, or None to go on to bind).

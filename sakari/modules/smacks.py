@@ -9,7 +9,9 @@
   ``mod.pending_writes``) is durable: an acknowledged message survives the server being killed. We ask for an ack (``<r/>``) once per turn of the
   event loop in which something was sent, and again after an ack that left some unacknowledged.
 - §5 resumption: a lost connection detaches the session for ``smacks.resume_timeout`` seconds;
-  ``<resume/>`` (before binding) puts it on the new connection and sends what the client had not
+  ``<resume/>`` (before binding, or inline in SASL2's ``<authenticate/>``, XEP-0388, where
+  ``<resumed/>`` or ``<failed/>`` comes in ``<success/>`` and a resumed session skips Bind 2)
+  puts it on the new connection and sends what the client had not
   acknowledged again, messages with a XEP-0203 delay stamp of when they were first sent.
 - When the session ends without a resumption (timeout, ``</stream:stream>``, an error), the
   unacknowledged messages go to the account again, so they reach another resource or offline
@@ -312,18 +314,23 @@ class StreamManagement:
         for fn in due:
             fn()
         # Written here, before the core moves the session to this connection, so that nothing routed
-        # to the session meanwhile can overtake <resumed/> or the stanzas sent again.
+        # to the session meanwhile can overtake <resumed/> or the stanzas sent again. Inline in SASL2,
+        # <resumed/> goes in <success/> and the rest right after it, which the core writes at once.
         conn = pre.connection
-        conn.write(f"<resumed xmlns='{NS_SM}' previd='{previd}' h='{state.handled % H_MODULO}'/>".encode())
+        resumed = Element("resumed", NS_SM, {"previd": previd, "h": str(state.handled % H_MODULO)})
+        out = pre.then if pre.inline else None
+        write = out.append if out is not None else conn.write
+        if out is None:
+            write(bytes(resumed))
         domain = session.host
         for stanza, first_sent in state.queue:
-            conn.write(with_delay(stanza, first_sent, domain).serialize(conn.stanza_ns).encode())
+            write(with_delay(stanza, first_sent, domain).serialize(conn.stanza_ns).encode())
         state.awaiting_ack = False
         if state.queue:
             state.awaiting_ack = True
-            conn.write(b"<r xmlns='urn:xmpp:sm:3'/>")
+            write(b"<r xmlns='urn:xmpp:sm:3'/>")
         self.mod.log.info("event=sm-resumed session=%s resent=%d", session, len(state.queue))
-        return None, session
+        return (resumed if pre.inline else None), session
 
     def find(self, bare: JID, resume_id: str) -> Session | None:
         if not resume_id:
@@ -387,7 +394,7 @@ def setup(mod: ModuleAPI) -> None:
     sm = StreamManagement(mod)
     mod.provide("smacks", sm)
     mod.add_stream_feature(lambda authenticated: Element("sm", NS_SM) if authenticated else None)
-    mod.add_pre_bind(NS_SM, "resume", sm.resume)
+    mod.add_pre_bind(NS_SM, "resume", sm.resume, sasl2_feature="sm")  # inline in SASL2 too (XEP-0198 §6 with XEP-0388)
     mod.add_pre_bind(NS_SM, "enable", sm.enable_before_bind)
     mod.add_bind_inline(NS_SM, sm.enable_inline)
     mod.hook(E.STREAM_NONZA, sm.nonza)

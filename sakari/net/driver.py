@@ -77,6 +77,10 @@ class StreamDriver:
         """Write what the stream produced."""
         raise NotImplementedError
 
+    def write(self, data: bytes) -> None:
+        """Bytes to the client (the session's Connection)."""
+        raise NotImplementedError
+
     def _finish(self) -> None:
         """Write what is queued, then end the transport."""
         raise NotImplementedError
@@ -252,10 +256,26 @@ class StreamDriver:
                 creds = await self.port.credentials(f"{ev.user}@{host}")
                 if creds is not None:
                     extra.append(await store.issue(ev.user, host, request.client_id, mechanism, creds))
+        resumed: Session | None = None
+        then: list[bytes] = []
+        if ev.pre_bind is not None:
+            # XEP-0198 <resume/> inline (XEP-0388 §2.1): its answer goes in <success/>; a resumed session
+            # takes the place of Bind 2's, a failed resumption leaves Bind 2 to go on.
+            pre = PreBind(ev.user, host, ev.pre_bind, self, inline=True)
+            reply, resumed = await self.port.pre_bind[ev.pre_bind.ns, ev.pre_bind.name](pre)
+            if reply is not None:
+                extra.insert(0, reply)
+            then = pre.then
         if self._closed:
             return
         jid = None
-        if ev.resource is not None and request.bind is not None:
+        if resumed is not None:
+            self.session = resumed
+            self.port.sessions.resume(resumed, self)
+            resumed.last_active = self.last_active
+            self._authorized()
+            jid = resumed.jid
+        elif ev.resource is not None and request.bind is not None:
             session = self.session = self.port.sessions.bind(ev.user, host, ev.resource, self)
             session.last_active = self.last_active
             self._authorized()
@@ -269,6 +289,8 @@ class StreamDriver:
             extra.insert(0, bound)
             jid = session.jid
         self._handle(self.stream.sasl2_done(jid, extra))
+        for data in then:  # after <success/>, before anything routed to the session from now on
+            self.write(data)
 
     def _bind(self, resource: str | None) -> None:
         assert self.stream.user is not None

@@ -108,6 +108,9 @@ class Sasl2Succeeded:
     resource: str | None
     token_used: str | None  # the FAST mechanism of the token this login used
     rotate_token: bool  # the token store wants the client to get a new one
+    # A pre-bind element sent inline (XEP-0198 <resume/>): its module answers before Bind 2, and a session it
+    # resumes replaces the binding; its answer goes in <success/>.
+    pre_bind: Element | None = None
 
 
 @dataclass(slots=True)
@@ -186,6 +189,9 @@ class StreamSettings:
     pre_auth: frozenset[tuple[str, str]] = frozenset()  # (namespace, name) of iq payloads modules take before SASL
     sasl2: bool = True  # offer XEP-0388 beside RFC 6120 SASL
     bind_inline: tuple[str, ...] = ()  # namespaces of features modules enable inside a Bind 2 request
+    # (namespace, feature, element): pre-bind elements a client may send inside SASL2's <authenticate/>,
+    # each announced as <feature xmlns=namespace/> in SASL2's <inline/> (XEP-0198's <sm/> for <resume/>)
+    sasl2_inline: tuple[tuple[str, str, str], ...] = ()
     fast: bool = False  # a token store takes FAST (XEP-0484) logins
 
     def serves(self, domain: str) -> bool:
@@ -442,6 +448,8 @@ class C2SStream(StreamMachine[Event]):
         bind_features = inline.add("bind", NS_BIND2).add("inline", NS_BIND2)
         for var in self.settings.bind_inline:
             bind_features.add("feature", NS_BIND2, {"var": var})
+        for ns, feature, _ in self.settings.sasl2_inline:
+            inline.add(feature, ns)
         fast_mechs = self._fast_mechanisms()
         if fast_mechs:
             fast = inline.add("fast", NS_FAST)
@@ -632,7 +640,9 @@ class C2SStream(StreamMachine[Event]):
         token_used = self._token.mechanism if self._token is not None else None
         self._token = None
         self.state = State.BIND_PENDING
-        self._events.append(Sasl2Succeeded(self.user, request, resource, token_used, self._rotate_token))
+        inline = {(ns, name) for ns, _, name in self.settings.sasl2_inline}
+        pre_bind = next((el for el in request.others if (el.ns, el.name) in inline), None)
+        self._events.append(Sasl2Succeeded(self.user, request, resource, token_used, self._rotate_token, pre_bind))
 
     def _fail(self, failure: SaslFailure) -> None:
         if failure.condition == "not-authorized" and self._identity is not None:

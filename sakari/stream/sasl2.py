@@ -2,7 +2,7 @@
 
 - The ``<authenticate/>`` request: mechanism, initial response, the client's ``<user-agent id=…>``,
   and the inline requests that ride on it: a Bind 2 request (XEP-0386), FAST token requests and
-  token use (XEP-0484).
+  token use (XEP-0484), and elements modules take before binding (XEP-0198 ``<resume/>``).
 - The Hashed Token mechanisms of FAST (draft-schmaus-kitten-sasl-ht): one message each way, an
   HMAC over "Initiator"/"Responder" and the channel binding data, keyed by the token.
 - The server-chosen resource of a Bind 2 request: stable for one client of one account, without
@@ -18,7 +18,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sakari.credentials import Credentials
@@ -46,6 +46,9 @@ class Sasl2Request:
     bind: Element | None = None  # <bind xmlns='urn:xmpp:bind:0'/>, done once authenticated
     request_token: str | None = None  # the FAST mechanism a new token is asked for
     invalidate_token: bool = False  # <fast invalidate='true'/>: the token used here is spent
+    # Children the stream machine does not know itself, in order: inline requests that modules take
+    # (XEP-0198 <resume/>), picked out by the stream's settings.
+    others: list[Element] = field(default_factory=list)
 
 
 def parse_authenticate(el: Element) -> Sasl2Request:
@@ -65,6 +68,8 @@ def parse_authenticate(el: Element) -> Sasl2Request:
             request.request_token = child.attrs.get("mechanism", "")  # type: ignore[union-attr]
         elif ns == NS_FAST and name == "fast":
             request.invalidate_token = child.attrs.get("invalidate") in ("true", "1")  # type: ignore[union-attr]
+        elif ns != NS_SASL2:
+            request.others.append(child)  # type: ignore[arg-type]
     return request
 
 

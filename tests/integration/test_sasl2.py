@@ -1,18 +1,21 @@
 """SASL2 (XEP-0388), Bind 2 (XEP-0386) and FAST (XEP-0484) against a real server, over raw TCP streams:
 a password login that binds inline, enables stream management, carbons and CSI and asks for a
-token; then a token login in one round trip that gets the same resource back."""
+token; then a token login in one round trip that gets the same resource back; stream management
+resumed inline in SASL2 after a cut connection."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import xml.etree.ElementTree as ET
+from xml.sax.saxutils import quoteattr
 
 import pytest
 
 from raw_xmpp import RawStream, ScramClient, tls_server_end_point
-from xmpp_harness import NS_BIND, NS_CLIENT, NS_STREAM, describe, q
+from xmpp_harness import NS_BIND, NS_CLIENT, NS_DELAY, NS_STREAM, WAIT, describe, q
 
 pytestmark = pytest.mark.asyncio
 
@@ -148,5 +151,90 @@ async def test_a_wrong_token_fails_and_a_password_login_without_bind_goes_on_to_
         features = await stream.expect(NS_STREAM, "features")
         assert features.find(q(NS_BIND, "bind")) is not None, describe(features)
         assert (await stream.bind("desk")) == f"{account.jid}/desk"
+    finally:
+        stream.close()
+
+
+async def wait_for_log(server, text: str, start: int) -> None:
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not any(text in line for line in server.log[start:]):
+        assert asyncio.get_running_loop().time() < deadline, f"no {text!r} in the server log"
+        await asyncio.sleep(0.02)
+
+
+async def bodies(stream: RawStream, count: int) -> tuple[list[str], list[ET.Element]]:
+    """Read until ``count`` messages with a body came; their bodies, and every element read."""
+    got: list[str] = []
+    read: list[ET.Element] = []
+    while len(got) < count:
+        el = await stream.next_element()
+        assert el is not None, f"stream closed: {bytes(stream.received[-600:])!r}"
+        read.append(el)
+        if el.tag == q(NS_CLIENT, "message") and el.findtext(q(NS_CLIENT, "body")) is not None:
+            got.append(el.findtext(q(NS_CLIENT, "body")) or "")
+    return got, read
+
+
+async def test_stream_management_resumes_inline_in_sasl2_with_the_unacknowledged_messages(sasl2_server):
+    phone_account, friend_account = sasl2_server.new_account(), sasl2_server.new_account()
+    features_stream, features = await secure(sasl2_server)
+    features_stream.close()
+    inline = features.find(f"{q(SASL2, 'authentication')}/{q(SASL2, 'inline')}")
+    assert inline is not None and inline.find(q(SM, "sm")) is not None, describe(features)
+
+    phone, success = await password_login(sasl2_server, phone_account, BIND_REQUEST, "phone-resume")
+    jid = success.findtext(q(SASL2, "authorization-identifier")) or ""
+    enabled = success.find(f"{q(BIND2, 'bound')}/{q(SM, 'enabled')}")
+    assert enabled is not None and enabled.get("id"), describe(success)
+    await phone.expect(NS_STREAM, "features")
+    friend = await RawStream.connect(sasl2_server.c2s_port)
+    try:
+        await friend.login_plain(friend_account, "desk")
+        to = quoteattr(jid)
+        await friend.send("".join(f"<message to={to} type='chat'><body>m{n}</body></message>" for n in (1, 2, 3)))
+        got, _ = await bodies(phone, 3)
+        assert got == ["m1", "m2", "m3"]
+        await phone.send(f"<a xmlns='{SM}' h='1'/>")  # m1 handled; then the connection is cut
+        mark = len(sasl2_server.log)
+        phone.close()
+        await wait_for_log(sasl2_server, "event=sm-detached", mark)
+        await friend.send(f"<message to={to} type='chat'><body>m4</body></message>")
+
+        # A new connection resumes inside <authenticate/>: <resumed/> in <success/>, no Bind 2 though asked for.
+        resume = f"<resume xmlns='{SM}' previd={quoteattr(enabled.get('id') or '')} h='1'/>"
+        again, success = await password_login(sasl2_server, phone_account, resume + BIND_REQUEST, "phone-resume")
+        try:
+            resumed = success.find(q(SM, "resumed"))
+            assert resumed is not None and resumed.get("previd") == enabled.get("id"), describe(success)
+            assert resumed.get("h") == "0", describe(resumed)  # the phone sent us no stanza
+            assert success.find(q(BIND2, "bound")) is None, describe(success)
+            assert success.findtext(q(SASL2, "authorization-identifier")) == jid
+            await again.expect(NS_STREAM, "features")
+            got, read = await bodies(again, 3)
+            assert got == ["m2", "m3", "m4"], got  # what was not acknowledged, once and in order
+            assert all(el.find(q(NS_DELAY, "delay")) is not None for el in read if el.tag == q(NS_CLIENT, "message"))
+            # The session goes on, on the new connection: stanzas flow both ways.
+            await friend.send(f"<message to={to} type='chat'><body>m5</body></message>")
+            got, _ = await bodies(again, 1)
+            assert got == ["m5"]
+        finally:
+            again.close()
+    finally:
+        friend.close()
+
+
+async def test_a_failed_inline_resumption_answers_in_success_and_bind2_goes_on(sasl2_server):
+    account = sasl2_server.new_account()
+    resume = f"<resume xmlns='{SM}' previd='no-such-session' h='0'/>"
+    stream, success = await password_login(sasl2_server, account, resume + BIND_REQUEST, "phone-unknown")
+    try:
+        failed = success.find(q(SM, "failed"))
+        assert failed is not None, describe(success)
+        assert failed.find("{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found") is not None, describe(failed)
+        bound = success.find(q(BIND2, "bound"))
+        assert bound is not None and bound.find(q(SM, "enabled")) is not None, describe(success)
+        assert (success.findtext(q(SASL2, "authorization-identifier")) or "").startswith(f"{account.jid}/Pocket.")
+        features = await stream.expect(NS_STREAM, "features")
+        assert features.find(q(NS_BIND, "bind")) is None, describe(features)
     finally:
         stream.close()
