@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server in the foreground", description="Run the server in the foreground; stop it with SIGTERM or Ctrl-C.")
     _add_common(serve)
     serve.add_argument("--bind", action="append", help="address to listen on (repeat for several; overrides network.bind)")
-    serve.add_argument("--public", action="store_true", help="serve the network, not only this machine: listen on every address (0.0.0.0 and ::), HTTPS on the HTTP port, invitations and the web client on; prints the addresses and an invitation link (docs/web.md)")
+    serve.add_argument("--public", action="store_true", help="serve the network, not only this machine: listen on every address (0.0.0.0 and ::), links on the HTTPS port at this machine's address, invitations and the web client on; prints the addresses and an invitation link (docs/web.md)")
     for name, option in PORT_FLAGS:
         serve.add_argument(f"--{name}", type=int, help=f"overrides {option.key} (default {option.default})")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides log_level")
@@ -185,26 +185,41 @@ PUBLIC_MODULES = ("register", "webclient")  # what a phone's browser needs: the 
 
 
 def _serve_public(config: C.Config, bound: bool) -> None:
-    """``serve --public``: listen beyond loopback, with TLS on the HTTP port (passwords cross the network), links
-    at this machine's address, and an invitation to print."""
+    """``serve --public``: listen beyond loopback, with links (invitations, apps' upload slots) on the HTTPS port at a
+    name of this machine, and an invitation to print.
+
+    As Prosody does, plain HTTP and HTTPS are separate ports. The HTTP port stays plain: the local CA's download is
+    there (a phone that does not trust the CA yet gets it without a certificate warning), and so is this machine's
+    browser; nothing on it takes a password from another machine (web logins, the invitation's form and the account
+    page need a confidential channel). Only without an HTTPS port does TLS go on the HTTP port itself."""
     from sakari.net.addresses import public_addresses
+    from sakari.net.local_ca import DOWNLOAD_PATH
     from sakari.net.web import HTTP_TLS, PUBLIC_URL
 
     if not bound:
         config.override(S.BIND, ["0.0.0.0", "::"])
     config.override(S.MODULES, [*config[S.MODULES], *(m for m in PUBLIC_MODULES if m not in config[S.MODULES])])
     addresses = public_addresses()
-    if not config[PUBLIC_URL]:
-        config.override(HTTP_TLS, True)
-        if addresses:
-            host = f"[{addresses[0]}]" if addresses[0].version == 6 else str(addresses[0])
-            config.override(PUBLIC_URL, f"https://{host}:{config[S.HTTP_PORT]}")
     domain = _domains(config)[0]
+    # The domain, when it names this machine (--domain laptop.local, or its address): the certificate names it, so
+    # apps upload there. "localhost" names every device itself: then the address, for browsers.
+    address = (f"[{addresses[0]}]" if addresses[0].version == 6 else str(addresses[0])) if addresses else ""
+    host = address if domain == "localhost" else domain
+    http_port, https_port = config[S.HTTP_PORT], config[S.HTTPS_PORT]
+    local_tls = not config[PUBLIC_URL]  # no proxy in front: TLS is ours
+    if local_tls:
+        if not https_port:
+            config.override(HTTP_TLS, True)
+        if host:
+            config.override(PUBLIC_URL, f"https://{host}:{https_port or http_port}")
     print("Serving the network. This machine's addresses:")
-    for address in addresses or ["(none found: is the network up?)"]:
-        print(f"  {address}")
-    print(f"Web client: {config[PUBLIC_URL] or 'https://<address>:' + str(config[S.HTTP_PORT])}/ "
-          "(the certificate is this server's own: the browser asks to accept it)")
+    for found in addresses or ["(none found: is the network up?)"]:
+        print(f"  {found}")
+    print(f"Web client: {config[PUBLIC_URL] or f'https://<address>:{https_port or http_port}'}/ "
+          "(the certificate is this server's own: the browser asks to accept it, unless the device trusts its CA)")
+    if local_tls and http_port and https_port:
+        print(f"This server's CA, for devices to trust: http://{host or '<address>'}:{http_port}{DOWNLOAD_PATH} "
+              "(compare its fingerprint with the one in the log)")
     print(f"XMPP apps: port {config[S.C2S_PORT]}, accounts named user@{domain}")
     if domain == "localhost":
         print("  (apps on phones need a domain that names this machine: --domain with its name or address)")

@@ -98,9 +98,13 @@ class WebOrigin:
                 return True
             client = _ip(_last(request.headers.get("X-Forwarded-For")))
             return client is not None and client.is_loopback
+        return self._this_machine(request)
+
+    def _this_machine(self, request: web.BaseRequest) -> bool:
+        """A browser on this machine, not a proxy on it relaying someone else."""
         peer = _ip(request.remote)
         forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
-        return peer is not None and peer.is_loopback and not forwarded
+        return peer is not None and peer.is_loopback and not forwarded and not self._via_proxy(request)
 
     def client_address(self, request: web.BaseRequest) -> str:
         """The client's address as the abuse limits count it: the one our trusted proxy saw, else the peer's."""
@@ -112,7 +116,10 @@ class WebOrigin:
         return request.secure
 
     def base_url(self, request: web.BaseRequest) -> str:
-        if self.public_url:
+        """The address the browser reached us at: http.public_url, except for a browser on this machine, whose page
+        is at the address it typed (``serve --public``'s http://localhost:5280/ beside its https://<address>:5281/;
+        a certificate for the network's address is not one it trusts)."""
+        if self.public_url and not self._this_machine(request):
             return self.public_url
         https = request.secure or (self._via_proxy(request) and _last(request.headers.get("X-Forwarded-Proto")) == "https")
         return f"{'https' if https else 'http'}://{request.host}"

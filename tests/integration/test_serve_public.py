@@ -9,8 +9,11 @@ import aiohttp
 import pytest
 
 from sakari.net.addresses import public_addresses
-from sakari_process import SakariServer
-from xmpp_harness import insecure_tls_context
+from sakari_process import HOST, SakariServer
+from web_clients import WebSocketClient
+from xmpp_harness import NS_CLIENT, insecure_tls_context, login, q
+
+UPLOAD = "urn:xmpp:http:upload:0"
 
 
 class PublicServer(SakariServer):
@@ -37,13 +40,45 @@ async def test_public_serving_prints_the_addresses_and_an_invitation_a_phone_can
     match = re.search(r"Invitation for one account, valid one day: (https://\S+/invite/(\S+))", log)
     assert match is not None, log
     link, token = match.groups()
-    assert link == f"https://{address}:{public_server.http_port}/invite/{token}"
+    # As with Prosody: HTTPS on its own port, the HTTP port plain.
+    assert link == f"https://{address}:{public_server.https_port}/invite/{token}"
     assert f"xmpp:localhost?register;preauth={token}" in log
-    # Another device on the network opens the link over TLS and may register in its browser.
-    async with aiohttp.ClientSession() as http, http.get(link, ssl=insecure_tls_context()) as page:
-        text = await page.text()
-        assert page.status == 200 and "<svg" in text and "name='password'" in text
-        # Plain HTTP is not served at all on the port: passwords never cross the network in the clear.
-        with pytest.raises(aiohttp.ClientError):
-            async with http.get(link.replace("https://", "http://")) as plain:
-                await plain.read()
+    async with aiohttp.ClientSession() as http:
+        # Another device on the network opens the link over TLS and may register in its browser.
+        async with http.get(link, ssl=insecure_tls_context()) as page:
+            text = await page.text()
+            assert page.status == 200 and "<svg" in text and "name='password'" in text
+        # Over plain HTTP from another machine the page takes no password: it says to use https or an app.
+        plain = f"http://{address}:{public_server.http_port}"
+        async with http.get(f"{plain}/invite/{token}") as page:
+            text = await page.text()
+            assert page.status == 200 and "<svg" in text and "name='password'" not in text and "over https://" in text
+        # The plain port is where a phone that does not trust the CA yet fetches it, as the start says.
+        assert f"This server's CA, for devices to trust: {plain}/ca.crt" in log
+        async with http.get(f"{plain}/ca.crt") as ca:
+            assert ca.status == 200 and (await ca.read()).startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+async def test_public_serving_gives_apps_https_slots_and_this_machines_browser_its_own_address(public_server):
+    address = str(public_addresses()[0])
+    app = await login(public_server, public_server.new_account())
+    web = await WebSocketClient.connect(public_server)  # a browser on this machine, at http://localhost:<http_port>/
+    try:
+        assert await slot(app.iq) == f"https://{address}:{public_server.https_port}/upload/"
+        await web.login(public_server.new_account())
+
+        async def web_iq(type_: str, payload: str, to: str):
+            await web.send(f"<iq xmlns='{NS_CLIENT}' type='{type_}' id='slot' to='{to}'>{payload}</iq>")
+            return await web.inbox.wait_for(lambda el: el.get("id") == "slot", "the slot")
+
+        assert await slot(web_iq) == f"http://{HOST}:{public_server.http_port}/upload/"
+    finally:
+        app.abort()
+        await web.close()
+
+
+async def slot(iq) -> str:
+    """The address part of an upload slot's URL, up to /upload/."""
+    result = await iq("get", f"<request xmlns='{UPLOAD}' filename='a.txt' size='1' content-type='text/plain'/>", to="upload.localhost")
+    url = result.find(f".//{q(UPLOAD, 'put')}").get("url")
+    return url[: url.index("/upload/") + len("/upload/")]

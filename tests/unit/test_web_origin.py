@@ -48,3 +48,19 @@ def test_discovery_uses_the_public_url_when_set_and_the_scheme_the_proxy_saw_oth
     assert links[HostMeta.BOSH] == "https://chat.example.org/http-bind"
     fixed = dict(HostMeta(WebOrigin.from_lists([], "http://example.net:8080/")).links(behind_proxy))
     assert fixed[HostMeta.WEBSOCKET] == "ws://example.net:8080/xmpp-websocket"
+
+
+def test_a_browser_on_this_machine_is_at_the_address_it_typed_even_with_a_public_url():
+    # serve --public: phones use https://<address>:5281, this machine's browser http://localhost:5280.
+    origin = WebOrigin.from_lists(["10.0.0.5"], "https://192.0.2.7:5281")
+    local = make_mocked_request("GET", "/", headers={"Host": "localhost:5280"}, transport=_peer("127.0.0.1"))
+    assert origin.base_url(local) == "http://localhost:5280"
+    assert origin.base_url(request("192.0.2.9")) == "https://192.0.2.7:5281"
+    assert origin.base_url(request("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"})) == "https://192.0.2.7:5281"
+    assert origin.base_url(request("10.0.0.5", {"X-Forwarded-Proto": "https"})) == "https://192.0.2.7:5281"
+
+
+def _peer(address: str):
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (address, 40000) if name == "peername" else default
+    return transport
