@@ -14,6 +14,7 @@ from typing import Callable
 HEADLINE = {"chat": "msgs_per_s", "chat-many": "msgs_per_s", "login": "logins_per_s", "muc": "deliveries_per_s",
             "muc-large": "deliveries_per_s"}
 HEADLINE["component"] = "msgs_per_s"
+HEADLINE["pep"] = "deliveries_per_s"
 GEN_CPUS = [1]
 
 # Reference figures the targets were set against (issue 8).
@@ -100,6 +101,15 @@ ROWS = [
     Row("component", "component lost messages", "lost", "msgs", False, "0", lambda s, o: s == 0),
     Row("component", "component server CPU", "server_cpu", "cores", False, "—", lambda s, o: None, 2),
     Row("component", "component msgs per server CPU-second", "msgs_per_server_cpu_s", "msgs/CPU-s", True, "—",
+        lambda s, o: None),
+    Row("pep", "PEP notifications to {pep_contacts} contacts", "deliveries_per_s", "deliveries/s", True,
+        "reported", lambda s, o: None),
+    Row("pep", "PEP publishes", "publishes_per_s", "publishes/s", True, "reported", lambda s, o: None),
+    Row("pep", "PEP notification latency p50", "p50_ms", "ms", False, "—", lambda s, o: None, 1),
+    Row("pep", "PEP notification latency p99", "p99_ms", "ms", False, "—", lambda s, o: None, 1),
+    Row("pep", "PEP lost notifications", "lost", "deliveries", False, "0", lambda s, o: s == 0),
+    Row("pep", "PEP server CPU", "server_cpu", "cores", False, "—", lambda s, o: None, 2),
+    Row("pep", "PEP deliveries per server CPU-second", "deliveries_per_server_cpu_s", "deliveries/CPU-s", True, "—",
         lambda s, o: None),
     Row("mam", "MAM last page of 50 (archive of {mam_archive:,})", "ms_per_page", "ms", False,
         "< 20 ms at 1,000,000 messages", lambda s, o: s < 20, 1),

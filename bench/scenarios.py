@@ -76,6 +76,9 @@ class Params:
     mam_page: int = 50
     mam_senders: int = 20
     mam_queries: int = 20
+    # pep: one account publishes flat out to a PEP node its contacts ask notifications of (+notify caps)
+    pep_contacts: int = 200
+    pep_window: int = 8              # publishes unanswered at once
 
     @classmethod
     def quick(cls) -> "Params":
@@ -99,6 +102,8 @@ class Params:
             need = max(need, self.muc_large_occupants)
         if "mam" in scenarios:
             need = max(need, self.mam_senders + 1)
+        if "pep" in scenarios:
+            need = max(need, self.pep_contacts + 1)
         if "component" in scenarios:
             need = max(need, self.component_users)
         return need
@@ -861,3 +866,8 @@ SCENARIOS: dict[str, Any] = {s.name: s for s in (ChatScenario("chat"), ChatScena
     MucScenario("muc-large", "muc_large_occupants", "a large room: joins and fan-out"),
     MamScenario(), ComponentScenario(), S2SScenario())}
 DEFAULT_SCENARIOS = ["chat", "chat-many", "login", "idle", "muc", "muc-large", "mam"]
+
+
+from bench.pep import PepScenario  # noqa: E402  (it reads this module's helpers when it runs)
+
+SCENARIOS[PepScenario.name] = PepScenario()
