@@ -25,7 +25,7 @@ from sakari.core.tasks import Tasks
 from sakari.credentials import Credentials
 from sakari.errors import StartError
 from sakari.jid import JIDError, parse_jid, prep_domain
-from sakari.net import certificates, control, local_ca, s2s, tls
+from sakari.net import acme, certificates, control, local_ca, s2s, tls
 from sakari.net.bosh import BoshEndpoint
 from sakari.net.c2s import C2SConnection, release_idle_parsers
 from sakari.net.component import ComponentConnection, ComponentPort
@@ -140,6 +140,12 @@ class Server:
         self._chosen: certificates.ServerCertificate | None = None
         self.ca_download = local_ca.Download(self.domain)
         self.http.add_route("GET", local_ca.DOWNLOAD_PATH, self.ca_download.handle)
+        self.acme_challenges = acme.Challenges()
+        if config[acme.ENABLED]:
+            # HTTP-01 (RFC 8555 §8.3): the CA fetches the answer from port 80 of the domain, which the operator
+            # points at the HTTP port (operator guide).
+            self.http.add_route("GET", acme.CHALLENGE_PATH, self.acme_challenges.handle)
+        self._acme_task: asyncio.Task[None] | None = None
         if config[s2s.ENABLED]:
             self.listeners.declare(Listener("s2s", S.S2S_PORT, self._s2s_connection))
             self.listeners.declare(Listener(
@@ -176,7 +182,10 @@ class Server:
     def _find_certificate(self) -> certificates.ServerCertificate:
         now = datetime.datetime.now(datetime.UTC)
         domains = self.hosts.user_domains()
-        return certificates.find(self.config[S.TLS_CERT], self.config[S.TLS_KEY], self.data_dir / certificates.DIRECTORY, domains, now)
+        directory = self.data_dir / certificates.DIRECTORY
+        if self.config[acme.ENABLED] and not self.config[S.TLS_CERT] and (directory / acme.CERT).exists():
+            return certificates.ServerCertificate(directory / acme.CERT, directory / acme.KEY, certificates.ACME)
+        return certificates.find(self.config[S.TLS_CERT], self.config[S.TLS_KEY], directory, domains, now)
 
     def _setup_tls(self) -> None:
         try:
@@ -220,9 +229,12 @@ class Server:
         now = datetime.datetime.now(datetime.UTC)
         certificates.report(self._chosen, self.hosts.user_domains(), now, url)
 
-    def reload_certificate(self) -> None:
+    def reload_certificate(self, order: bool = True) -> None:
         """SIGHUP: connections from now on get the certificate found now. Open ones keep theirs: each holds its
-        own copy, taken from the context when its handshake began."""
+        own copy, taken from the context when its handshake began. With ACME on, a certificate that is due is
+        ordered too (``order``; not after an order, which would loop when the new one is due at once)."""
+        if order:
+            self._order_certificate_if_due()
         try:
             chosen = self._find_certificate()
             tls.server_context(chosen.cert_path, chosen.key_path)  # whole and matching before anything changes
@@ -238,6 +250,36 @@ class Server:
         self._use_certificate(chosen)
         log.info("event=certificate-reloaded changed=%s", "yes" if changed else "no")
         self._report_certificate()
+
+    def _order_certificate_if_due(self) -> None:
+        """With ACME on: order a certificate in the background when there is none, when it does not name every
+        served domain or ends within tls.acme_renew_before days. Until it comes, the certificate in hand serves."""
+        if not self.config[acme.ENABLED] or self.config[S.TLS_CERT]:
+            return
+        if self._acme_task is not None and not self._acme_task.done():
+            return  # one order at a time
+        domains = self.hosts.user_domains()
+        renew_before = datetime.timedelta(days=self.config[acme.RENEW_BEFORE])
+        why = acme.due(self.data_dir / certificates.DIRECTORY / acme.CERT, domains, datetime.datetime.now(datetime.UTC), renew_before)
+        if why is not None:
+            self._acme_task = self.tasks.spawn(self._order_certificate(domains, why))
+
+    async def _order_certificate(self, domains: list[str], why: str) -> None:
+        url = self.config[acme.DIRECTORY_URL]
+        log.info("event=acme-order domains=%s reason=\"%s\" directory=%s", ",".join(domains), why, url)
+        try:
+            path = await asyncio.to_thread(
+                acme.obtain, self.data_dir / certificates.DIRECTORY, domains, url, self.config[acme.EMAIL],
+                self.config[acme.CA_FILE], self.acme_challenges,
+            )
+        except Exception as e:  # noqa: BLE001 - the library's, requests' and our own errors alike must not stop the server
+            log.error(
+                "event=acme-failed error=\"%s\" hint=\"the certificate in use stays; tried again on SIGHUP and every 12 hours\"",
+                str(e).replace('"', "'")[:500],
+            )
+            return
+        log.info("event=acme-certificate path=%s", path)
+        self.reload_certificate(order=False)
 
     async def _stored_secret(self, name: str) -> bytes:
         """A secret of the server's (decoy SCRAM salts, dialback keys); kept in storage so a restart does not
@@ -294,6 +336,7 @@ class Server:
         self._release_task = self.tasks.spawn(release_idle_parsers(self.port))
         self._report_certificate()
         self._certificate_task = self.tasks.spawn(self._check_certificate_periodically())
+        self._order_certificate_if_due()  # now that the HTTP port is there to answer the challenge
         log.info("event=ready domains=%s", ",".join(self.hosts.user_domains()))
 
     async def _credentials(self, owner: str) -> Credentials | None:
@@ -349,7 +392,7 @@ class Server:
             except TimeoutError:
                 for conn in list(connections):
                     conn.abort()  # type: ignore[attr-defined]
-        for task in (self._release_task, self._certificate_task):
+        for task in (self._release_task, self._certificate_task, self._acme_task):
             if task is not None:
                 task.cancel()
         await self.tasks.finish(SHUTDOWN_GRACE)
@@ -359,8 +402,8 @@ class Server:
         log.info("event=stopped")
 
     async def _check_certificate_periodically(self) -> None:
-        """Renews the local CA's certificate before it expires, and repeats the warnings of a server that runs
-        for months."""
+        """Renews the local CA's certificate (and with ACME on, the ACME one) before it expires, and repeats the
+        warnings of a server that runs for months."""
         while True:
             await asyncio.sleep(CERTIFICATE_CHECK)
             self.reload_certificate()

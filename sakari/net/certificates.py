@@ -3,6 +3,7 @@
 The first of these is used:
 
 1. ``tls.certificate`` and ``tls.key`` from the configuration;
+1a. with ``tls.acme`` on, the certificate ACME got (``acme``), once there is one;
 2. a certificate imported into the data directory (``sakari cert import``,
    e.g. certbot's fullchain.pem and privkey.pem);
 3. the self-signed certificate that Sakari made before it had a local CA
@@ -40,14 +41,14 @@ IMPORTED_CERT, IMPORTED_KEY = "imported.crt", "imported.key"
 T = TypeVar("T")
 SELF_SIGNED_RENEW = datetime.timedelta(days=7)  # when earlier versions made a new self-signed certificate
 
-CONFIGURED, IMPORTED, SELF_SIGNED, LOCAL_CA = "configured", "imported", "self-signed", "local-ca"
+CONFIGURED, IMPORTED, SELF_SIGNED, LOCAL_CA, ACME = "configured", "imported", "self-signed", "local-ca", "acme"
 
 
 @dataclass(frozen=True, slots=True)
 class ServerCertificate:
     cert_path: Path
     key_path: Path
-    origin: str  # CONFIGURED, IMPORTED, SELF_SIGNED or LOCAL_CA
+    origin: str  # CONFIGURED, ACME, IMPORTED, SELF_SIGNED or LOCAL_CA
     ca: local_ca.LocalCA | None = None  # the local CA that issued it
 
 
