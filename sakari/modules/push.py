@@ -55,8 +55,8 @@ NS_CARBONS = "urn:xmpp:carbons:2"
 NS_FORWARD = "urn:xmpp:forward:0"
 NODE_CONTENTS = "urn:sakari:push:contents"  # the ad-hoc command that lets a registration's notifications say more
 STORE = "push"  # map: owner = account, key = registration key, value = Registration as JSON
-# cached keyvalue: owner = account, value = b"1" while it has registrations; read for every offline member
-# of a room on every message, so it must not cost a storage read each time.
+# cached keyvalue: owner = account, value = the keys of its registrations (JSON list), none without any. Read
+# for every member who is away from a room, on every message of the room: so it costs no storage read.
 REGISTERED = "push_registered"
 PROP = "push"  # session.props: the keys of the registrations this session's client enabled
 
@@ -207,7 +207,7 @@ class Push:
         for old in sorted(stored.values(), key=lambda r: r.enabled)[: max(0, len(stored) + 1 - self._max(event))]:
             await self._forget(owner, old.key)
         await self.store.set(owner, key, registration.dump())
-        await self.registered.set(owner, b"1")
+        await self._mark(owner)
         self._cancel(owner, key)  # the client is here: what it was told about so far is read
         if event.origin is not None:
             event.origin.props.setdefault(PROP, set()).add(key)
@@ -236,9 +236,12 @@ class Push:
 
     async def _forget(self, owner: str, key: str) -> None:
         await self.store.set(owner, key, None)
-        if not await self.store.items(owner):
-            await self.registered.set(owner, None)
+        await self._mark(owner)
         self._cancel(owner, key)
+
+    async def _mark(self, owner: str) -> None:
+        keys = sorted(await self.store.items(owner))
+        await self.registered.set(owner, json.dumps(keys).encode() if keys else None)
 
     def _cancel(self, owner: str, key: str) -> None:
         pending = self.pending.pop((owner, key), None)
@@ -284,10 +287,11 @@ class Push:
         """A room's message for a member who is not in the room and has no client connected: every
         registration of the account is woken, as for a message to offline storage."""
         owner = account.text
-        marker = self.registered.peek(owner)
-        if (marker[0] if marker is not None else await self.registered.get(owner)) is None:
-            return
-        await self.notify(account, None, message, mention=mention)
+        cached = self.registered.peek(owner)
+        marker = cached[0] if cached is not None else await self.registered.get(owner)
+        if marker is not None:
+            # Registrations disabled meanwhile are skipped when their notification is sent (_publish).
+            self.pend(account, json.loads(marker), (message,), mention)
 
     def detached(self, event: SessionEvent) -> None:
         """The connection went with messages the client had not acknowledged: they may never have arrived."""
@@ -305,10 +309,15 @@ class Push:
             self.mod.spawn(self.notify(session.bare, set(keys), *(w for w, _ in unread), mention=mention))
 
     async def notify(self, account: JID, keys: Iterable[str] | None, *messages: Element, mention: bool = False) -> None:
-        owner = str(account)
-        stored = await self.store.items(owner)
+        stored = await self.store.items(account.text)
+        self.pend(account, stored if keys is None else [k for k in keys if k in stored], messages, mention)
+
+    def pend(self, account: JID, keys: Iterable[str], messages: tuple[Element, ...], mention: bool) -> None:
+        """Count the messages for each registration and send its notification, or schedule it for the end
+        of its interval (``push.min_interval``) when one went out less than that ago."""
+        owner = account.text
         loop = asyncio.get_running_loop()
-        for key in stored if keys is None else [k for k in keys if k in stored]:
+        for key in keys:
             pending = self.pending.setdefault((owner, key), Pending())
             pending.count += len(messages)
             pending.mention = pending.mention or mention
