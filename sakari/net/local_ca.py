@@ -113,12 +113,19 @@ def _permits(ca_cert: x509.Certificate, domains: list[str]) -> bool:
     return True
 
 
+def _ca_common_name(domain: str, now: datetime.datetime) -> str:
+    """At most the 64 bytes RFC 5280 allows a common name: a long domain (an onion name) is cut short."""
+    date = f" ({now:%Y-%m-%d})"
+    label = f"Sakari local CA for {domain}"
+    return (label if len(label) + len(date) <= 64 else label[: 61 - len(date)] + "...") + date
+
+
 def _make_ca(directory: Path, domains: list[str], now: datetime.datetime) -> LocalCA:
     key = ec.generate_private_key(ec.SECP256R1())
     # The date tells two CAs of the same domain apart in a device's list of trusted certificates.
     name = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sakari"),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"Sakari local CA for {domains[0]} ({now:%Y-%m-%d})"),
+        x509.NameAttribute(NameOID.COMMON_NAME, _ca_common_name(domains[0], now)),
     ])
     dns: list[x509.GeneralName] = [x509.DNSName(d) for d in domains if tls.ip_or_none(d) is None] or [NO_DNS]
     ips: list[x509.GeneralName] = [
@@ -166,7 +173,9 @@ def _issue(directory: Path, ca: LocalCA, domains: list[str], now: datetime.datet
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domains[0])]))
+        # The names are in subjectAltName; a common name holds at most 64 characters (RFC 5280), less than a
+        # long domain (an onion service's has 62).
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domains[0])] if len(domains[0].encode()) <= 64 else []))
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
