@@ -41,7 +41,8 @@ from sakari.core.tasks import Tasks
 from sakari.errors import StartError
 from sakari.jid import JIDError, prep_domain
 from sakari.net import s2s_tls
-from sakari.net.s2s_dns import Resolver, Target, parse_host_map
+from sakari.net import socks
+from sakari.net.s2s_dns import Resolver, Target, is_onion, parse_host_map
 from sakari.stream.s2s import (
     Authenticated,
     InboundStream,
@@ -76,6 +77,16 @@ def _host_map(value: Any) -> str | None:
     return None
 
 
+def _proxy(value: Any) -> str | None:
+    if not value:
+        return None
+    try:
+        socks.parse_proxy(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 ENABLED = declare("s2s.enabled", True, "Federation: exchange messages with users of other XMPP servers (listener on network.s2s_port, outbound connections).")
 REQUIRE_VALID_CERTIFICATES = declare(
     "s2s.require_valid_certificates",
@@ -98,6 +109,12 @@ HOST_MAP = declare(
     "Static addresses of remote servers, used instead of DNS: for private networks and tests. domain = \"address:port\" "
     "(STARTTLS), or \"tls:address:port\" for TLS from the first byte (XEP-0368, a peer's direct TLS port).",
     _host_map,
+)
+TOR_PROXY = declare(
+    "s2s.tor_proxy", "",
+    "A SOCKS5 proxy (Tor's SocksPort, \"127.0.0.1:9050\") through which .onion domains are reached, by name and "
+    "never through DNS. Empty: .onion domains cannot be reached.",
+    _proxy,
 )
 NAMESERVERS = declare("s2s.nameservers", [], "DNS servers for SRV look-ups (addresses). Empty: the system's (/etc/resolv.conf).")
 CONNECT_TIMEOUT = declare(
@@ -146,7 +163,8 @@ def build(config: Config, router: Router, tasks: Tasks, secret: bytes, cert: Pat
         stanza_burst=config[STANZA_BURST],
     )
     policy = Policy(frozenset(prep_domain(d) for d in config[ALLOW]), frozenset(prep_domain(d) for d in config[DENY]))
-    resolver = Resolver(parse_host_map(config[HOST_MAP]), limits.connect_timeout / 2, config[NAMESERVERS])
+    tor_proxy = socks.parse_proxy(config[TOR_PROXY]) if config[TOR_PROXY] else None
+    resolver = Resolver(parse_host_map(config[HOST_MAP]), limits.connect_timeout / 2, config[NAMESERVERS], tor_proxy)
     log.info("event=s2s-configured certificate=%s dialback=%s", "presented" if present else "not-presented", settings.dialback)
     return Federation(settings, router, tasks, resolver, server_ssl, client_ssl, present, limits, policy)
 
@@ -599,6 +617,8 @@ class Link:
         self._fail("remote-server-not-found", f"{self.remote} cannot be reached ({why})")
 
     async def _try(self, target: Target) -> str | None:
+        if is_onion(self.remote):
+            return await self._try_through_tor(target)
         why = "no address"
         for address in await self.fed.resolver.addresses(target.host):
             why = await self._try_address(target, address)
@@ -616,6 +636,32 @@ class Link:
             )
         except (OSError, ssl.SSLError) as e:
             return e.__class__.__name__  # no address in logs (README): the domain is in the log line
+        assert self.conn is not None
+        conn = self.conn
+        why = await conn.up
+        if why is not None:
+            conn.close_stream()
+        return why
+
+    async def _try_through_tor(self, target: Target) -> str | None:
+        """A .onion domain: through the SOCKS5 proxy by name, so that no DNS server ever hears of it."""
+        proxy = self.fed.resolver.tor_proxy
+        if proxy is None:
+            return "no Tor proxy (s2s.tor_proxy)"
+        ctx = self.fed.client_ssl if target.direct_tls else None
+        try:
+            sock = await socks.connect(proxy, target.host, target.port)
+        except OSError as e:
+            return f"Tor proxy: {e}"
+        try:
+            await self.loop.create_connection(
+                lambda: OutboundConnection(self, target.direct_tls), sock=sock,
+                ssl=ctx, server_hostname=self.remote if ctx is not None else None,
+                ssl_handshake_timeout=self.fed.limits.connect_timeout if ctx is not None else None,
+            )
+        except (OSError, ssl.SSLError) as e:
+            sock.close()
+            return e.__class__.__name__
         assert self.conn is not None
         conn = self.conn
         why = await conn.up

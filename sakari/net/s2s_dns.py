@@ -5,6 +5,10 @@ SRV records are merged and tried in priority order, weighted at random
 within a priority (RFC 2782), direct TLS first among equals (XEP-0368 §3);
 a domain with neither is tried itself on port 5269. A lone "." target
 means the domain offers no such service (RFC 2782).
+
+A ``.onion`` domain (a Tor onion service) is never looked up: DNS has no answer for it, and asking would tell the
+resolver which onion service the server talks to. It is reached on port 5269 (or its host map entry) through
+the SOCKS5 proxy of ``s2s.tor_proxy``, which takes the name itself.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class SrvRecord:
     priority: int
     weight: int
     target: Target
+
+
+def is_onion(domain: str) -> bool:
+    return domain.rstrip(".").lower().endswith(".onion")
 
 
 def parse_host_map(table: dict[str, str]) -> dict[str, Target]:
@@ -78,8 +86,12 @@ def order(records: Iterable[SrvRecord], rng: random.Random | None = None) -> lis
 
 
 class Resolver:
-    def __init__(self, host_map: dict[str, Target], timeout: float, nameservers: list[str] | None = None) -> None:
+    def __init__(
+        self, host_map: dict[str, Target], timeout: float, nameservers: list[str] | None = None,
+        tor_proxy: tuple[str, int] | None = None,
+    ) -> None:
         self.host_map = host_map
+        self.tor_proxy = tor_proxy  # (host, port) of the SOCKS5 proxy for .onion domains
         self._dns = dns.asyncresolver.Resolver()
         if nameservers:
             self._dns.nameservers = nameservers
@@ -89,6 +101,8 @@ class Resolver:
         mapped = self.host_map.get(domain)
         if mapped is not None:
             return [mapped]
+        if is_onion(domain):
+            return [Target(domain, DEFAULT_PORT)]  # for the Tor proxy, which resolves it; never DNS
         records: list[SrvRecord] = []
         refused = False
         for service, direct_tls in (("_xmpps-server._tcp.", True), ("_xmpp-server._tcp.", False)):
@@ -109,6 +123,8 @@ class Resolver:
     async def addresses(self, host: str) -> list[str]:
         """The IPv6 and IPv4 addresses of a target, asked of the same DNS servers as its SRV record; a literal
         address is itself. None found: the host name itself, for the system's resolver (e.g. /etc/hosts)."""
+        if is_onion(host):
+            return []  # only the Tor proxy can reach it; DNS must never be asked
         try:
             ipaddress.ip_address(host)
             return [host]
