@@ -25,7 +25,7 @@ from sakari.core.tasks import Tasks
 from sakari.credentials import Credentials
 from sakari.errors import StartError
 from sakari.jid import JIDError, parse_jid, prep_domain
-from sakari.net import acme, certificates, control, local_ca, s2s, tls
+from sakari.net import acme, certificates, control, local_ca, s2s, s2s_tls, tls
 from sakari.net.bosh import BoshEndpoint
 from sakari.net.c2s import C2SConnection, release_idle_parsers
 from sakari.net.component import ComponentConnection, ComponentPort
@@ -248,8 +248,20 @@ class Server:
         # A new dict, not an update: open streams keep the binding data of the certificate they were given.
         self.port.channel_bindings = bindings
         self._use_certificate(chosen)
+        self._present_to_servers(chosen)
         log.info("event=certificate-reloaded changed=%s", "yes" if changed else "no")
         self._report_certificate()
+
+    def _present_to_servers(self, chosen: certificates.ServerCertificate) -> None:
+        """A certificate that verifies now (ACME's, which comes after the local CA's served at start) is shown to
+        other servers from now on, so that they can take SASL EXTERNAL instead of dialback."""
+        fed = self.federation
+        if fed is None or fed.present_certificate:
+            return
+        if s2s_tls.verifies_as_client(chosen.cert_path, chosen.key_path, self.config[s2s.CA_FILE]):
+            fed.client_ssl.load_cert_chain(chosen.cert_path, chosen.key_path)
+            fed.present_certificate = True
+            log.info("event=s2s-configured certificate=presented dialback=%s", fed.settings.dialback)
 
     def _order_certificate_if_due(self) -> None:
         """With ACME on: order a certificate in the background when there is none, when it does not name every

@@ -3,7 +3,7 @@ loopback with a CA of its own. Pebble really validates: it fetches the HTTP-01 a
 
 The certificate Sakari gets is served on every port that presents the server's certificate (client STARTTLS and
 direct TLS, HTTPS, federation), verifies against Pebble's root for the server's name, and is renewed (here at once,
-with tls.acme_renew_before beyond its lifetime) on SIGHUP and loaded without disconnecting anyone.
+with tls.acme_renew_before beyond its lifetime) on SIGHUP and loaded without disconnecting anyone. Once it verifies, federation presents it to other servers too.
 """
 
 from __future__ import annotations
@@ -109,6 +109,8 @@ async def test_acme_certificate_is_obtained_served_everywhere_and_renewed_withou
     server = make_server(start=False, accounts=2, name="acme")
     pebble = Pebble(tmp_path / "pebble", server.http_port)
     try:
+        root = tmp_path / "pebble-root.pem"
+        root.write_bytes(pebble.root())
         server.config_path = server.data_dir.parent / "acme.toml"
         server.config_path.write_text(f"""
 [tls]
@@ -120,20 +122,22 @@ acme_renew_before = 36500.0  # longer than any certificate lives: each check ren
 
 [s2s]
 enabled = true
+ca_file = "{root}"  # other servers of this federation trust Pebble's root, and so does this one
 """)
         server.start()
         await wait_for_log(server, "event=acme-certificate", 0)
         await wait_for_log(server, "event=certificate-reloaded changed=yes", 0)
         assert not (server.data_dir / "certs" / "acme.key").stat().st_mode & 0o077, "the key must be the owner's only"
 
-        root = tmp_path / "pebble-root.pem"
-        root.write_bytes(pebble.root())
         trusting = ssl.create_default_context(cafile=str(root))  # names checked: the certificate is for localhost
         first = served(server.c2s_tls_port, trusting)
         assert served(server.https_port, trusting) == first
         assert await served_after_starttls(server.c2s_port, "jabber:client") == first
         assert await served_after_starttls(server.s2s_port, "jabber:server") == first
         assert any("event=certificate origin=acme" in line for line in server.log)
+        # Verifiable by other servers now (the local CA's at start was not): shown to them for SASL EXTERNAL.
+        assert any("event=s2s-configured certificate=not-presented" in line for line in server.log)
+        assert any("event=s2s-configured certificate=presented" in line for line in server.log)
 
         session = session_for(server)
         alice, bob = await session.login(label="alice"), await session.login(label="bob")
