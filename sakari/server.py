@@ -280,8 +280,8 @@ class Server:
         url = self.config[acme.DIRECTORY_URL]
         log.info("event=acme-order domains=%s reason=\"%s\" directory=%s", ",".join(domains), why, url)
         try:
-            path = await asyncio.to_thread(
-                acme.obtain, self.data_dir / certificates.DIRECTORY, domains, url, self.config[acme.EMAIL],
+            path = await acme.obtain_in_thread(
+                self.data_dir / certificates.DIRECTORY, domains, url, self.config[acme.EMAIL],
                 self.config[acme.CA_FILE], self.acme_challenges,
             )
         except Exception as e:  # noqa: BLE001 - the library's, requests' and our own errors alike must not stop the server

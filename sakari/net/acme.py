@@ -13,10 +13,12 @@ blocking (``requests``): the work runs in a thread, and only the challenge answe
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +97,39 @@ def _write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
+
+
+async def obtain_in_thread(
+    directory: Path, domains: list[str], url: str, email: str, ca_file: str, challenges: Challenges
+) -> Path:
+    """:func:`obtain` in a daemon thread of its own, not the loop's executor: a CA that does not answer keeps the
+    library waiting for minutes, and the executor's threads are waited for when the server stops."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Path] = loop.create_future()
+
+    def settle(result: Path | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # cancelled: the server is stopping
+        if error is not None:
+            future.set_exception(error)
+        else:
+            assert result is not None
+            future.set_result(result)
+
+    def work() -> None:
+        result: Path | None = None
+        error: BaseException | None = None
+        try:
+            result = obtain(directory, domains, url, email, ca_file, challenges)
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task, which decides
+            error = e
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:
+            pass  # the loop is closed: the server has stopped, nobody waits for this any more
+
+    threading.Thread(target=work, name="acme-order", daemon=True).start()
+    return await future
 
 
 def obtain(directory: Path, domains: list[str], url: str, email: str, ca_file: str, challenges: Challenges) -> Path:

@@ -155,3 +155,27 @@ ca_file = "{root}"  # other servers of this federation trust Pebble's root, and 
     finally:
         server.ensure_stopped()
         pebble.stop()
+
+
+async def test_a_certificate_authority_that_does_not_answer_neither_stops_the_start_nor_delays_the_stop(make_server) -> None:
+    silent = socket.socket()
+    silent.bind((HOST, 0))
+    silent.listen(8)  # accepts into the backlog and never says a word
+    try:
+        server = make_server(start=False, name="acme-silent")
+        server.config_path = server.data_dir.parent / "acme-silent.toml"
+        server.config_path.write_text(f'[tls]\nacme = true\nacme_directory = "https://{HOST}:{silent.getsockname()[1]}/dir"\n')
+        server.start()  # ready with the local CA's certificate while the order waits
+        await wait_for_log(server, "event=acme-order", 0)
+        assert served(server.c2s_tls_port, insecure()).issuer != served(server.c2s_tls_port, insecure()).subject
+        started = time.monotonic()
+        assert server.stop(timeout=15) == 0
+        assert time.monotonic() - started < 10, "the stop waited for the ACME order"
+    finally:
+        silent.close()
+
+
+def insecure() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
