@@ -166,22 +166,36 @@ def _needs_server_certificate(path: Path, ca: LocalCA, domains: list[str], now: 
     except (ValueError, TypeError, InvalidSignature):
         return True  # issued by an earlier CA
     alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return cert.not_valid_after_utc - now < RENEW_BEFORE or set(alt) != set(_server_names(domains))
+    return (
+        cert.not_valid_after_utc - now < RENEW_BEFORE or set(alt) != set(_server_names(domains))
+        or cert.subject != _server_subject(domains)  # one with an address as its common name, which clients refused
+    )
+
+
+def _server_subject(domains: list[str]) -> x509.Name:
+    """The domain as common name; the names clients check are in subjectAltName. No common name for an address
+    (serve --public --domain 192.168.1.5): clients check a common name that looks like a host name against the CA's
+    DNS constraints, which permit no such name ("permitted subtree violation" in OpenSSL; Dino says the server could
+    not prove that it is the address). None either for a domain longer than the 64 characters RFC 5280 allows."""
+    first = domains[0]
+    if tls.ip_or_none(first) is not None or len(first.encode()) > 64:
+        return x509.Name([])
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, first)])
 
 
 def _issue(directory: Path, ca: LocalCA, domains: list[str], now: datetime.datetime) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
+    subject = _server_subject(domains)
     cert = (
         x509.CertificateBuilder()
-        # The names are in subjectAltName; a common name holds at most 64 characters (RFC 5280), less than a
-        # long domain (an onion service's has 62).
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domains[0])] if len(domains[0].encode()) <= 64 else []))
+        .subject_name(subject)
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(min(now + SERVER_LIFETIME, ca.cert.not_valid_after_utc))
-        .add_extension(x509.SubjectAlternativeName(_server_names(domains)), critical=False)
+        # RFC 5280 §4.2.1.6: critical when the subject is empty, since the names are only there.
+        .add_extension(x509.SubjectAlternativeName(_server_names(domains)), critical=not subject)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(True, False, False, False, False, False, False, encipher_only=False, decipher_only=False), critical=True

@@ -111,6 +111,27 @@ def test_local_ca_issues_a_certificate_that_a_client_trusting_the_ca_accepts_for
         handshake(server, trusting(ca.path), "other.example.org")
 
 
+def test_a_server_named_by_its_address_is_accepted_by_a_client_trusting_the_ca(tmp_path: Path) -> None:
+    # serve --public --domain 192.168.1.5: phones reach the machine by its address.
+    ca = local_ca.ensure(tmp_path, ["192.168.1.5"], NOW)
+    server = tls.server_context(tmp_path / local_ca.SERVER_CERT, tmp_path / local_ca.SERVER_KEY)
+    handshake(server, trusting(ca.path), "192.168.1.5")
+    # A certificate from before, with the address as its common name, which clients refused, is replaced.
+    key = ec.generate_private_key(ec.SECP256R1())
+    earlier = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "192.168.1.5")]))
+        .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=300))
+        .add_extension(x509.SubjectAlternativeName([san("192.168.1.5")]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    write_pair(tmp_path, "server", earlier, key)
+    local_ca.ensure(tmp_path, ["192.168.1.5"], NOW)
+    server = tls.server_context(tmp_path / local_ca.SERVER_CERT, tmp_path / local_ca.SERVER_KEY)
+    handshake(server, trusting(ca.path), "192.168.1.5")
+
+
 def test_local_ca_is_constrained_to_the_served_domains(tmp_path: Path) -> None:
     """A certificate its key signs for another name is refused by a device that trusts the CA."""
     ca = local_ca.ensure(tmp_path, ["home.lan"], NOW)
