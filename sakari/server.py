@@ -141,7 +141,12 @@ class Server:
         self.ca_download = local_ca.Download(self.domain)
         self.http.add_route("GET", local_ca.DOWNLOAD_PATH, self.ca_download.handle)
         self.acme_challenges = acme.Challenges()
-        if config[acme.ENABLED]:
+        if config[acme.ENABLED] and not config[S.TLS_CERT]:
+            if not config[S.HTTP_PORT] or config[HTTP_TLS]:
+                raise StartError(
+                    "tls.acme answers the CA's HTTP-01 challenge on network.http_port, in plain HTTP: "
+                    "open that port (and leave http.tls off), or turn tls.acme off"
+                )
             # HTTP-01 (RFC 8555 §8.3): the CA fetches the answer from port 80 of the domain, which the operator
             # points at the HTTP port (operator guide).
             self.http.add_route("GET", acme.CHALLENGE_PATH, self.acme_challenges.handle)

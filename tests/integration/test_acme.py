@@ -179,3 +179,12 @@ def insecure() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     return context
+
+
+async def test_acme_without_a_plain_http_port_for_the_challenge_refuses_to_start(make_server) -> None:
+    server = make_server(start=False, name="acme-no-http")
+    server.config_path = server.data_dir.parent / "acme-no-http.toml"
+    server.config_path.write_text("[tls]\nacme = true\n\n[http]\ntls = true\n")
+    result = server.serve_expecting_exit()
+    assert result.returncode != 0
+    assert "tls.acme answers the CA's HTTP-01 challenge on network.http_port" in result.stdout + result.stderr
