@@ -585,7 +585,12 @@ def _db(
         el.add("error", NS_SERVER, {"type": error_type}).add(condition, NS.STANZA_ERRORS)
     if text:
         el.children.append(text)
-    return el.serialize(NS.CLIENT).encode()
+    # With the db: prefix the stream header declared, as XEP-0220 writes it: ejabberd reads dialback elements by
+    # that prefixed name and silently drops <result xmlns='jabber:server:dialback'/>, the same element unprefixed.
+    body = el.serialize(NS_DIALBACK)
+    if body.endswith(f"</{name}>"):
+        body = body[: -len(name) - 3] + f"</db:{name}>"
+    return ("<db:" + body[1:]).encode()
 
 
 def _stream_error_condition(el: Element) -> str:

@@ -23,6 +23,7 @@ from sakari.stream.s2s import (
     StartTLS,
     StreamEnded,
     VerifyKey,
+    _db,
     dialback_key,
 )
 from sakari.xml.element import Element
@@ -263,7 +264,7 @@ def test_verification_requests_wait_until_the_stream_can_carry_them() -> None:
     lk = Link(out, InboundStream(settings(A)), cert_ok=False)
     lk.events_in += lk.inn.receive(header)
     lk.pump()
-    assert any(b"<verify xmlns=\"" + NS_DIALBACK.encode() in w for w in lk.wire_out)
+    assert any(b"<db:verify " in w for w in lk.wire_out)
     (checked,) = lk.of("out", KeyChecked)
     assert not checked.valid  # "key" was never a key of A's
 
@@ -286,3 +287,14 @@ def test_a_peer_without_tls(require_encryption: bool) -> None:
         assert ended.error.condition == "policy-violation"
     else:
         assert len(lk.of("in", VerifyKey)) == 1  # dialback over plain TCP, as the operator allowed
+
+
+def test_dialback_elements_carry_the_db_prefix_the_stream_header_declared() -> None:
+    # XEP-0220 writes them so, and ejabberd reads them only so: an unprefixed <result xmlns='jabber:server:dialback'/>
+    # is dropped there without a word.
+    out = OutboundStream(settings(A), A, B)
+    out.open()
+    header = out.data_to_send()
+    assert f"xmlns:db='{NS_DIALBACK}'".encode() in header or f'xmlns:db="{NS_DIALBACK}"'.encode() in header
+    assert _db("result", A, B, text="k3y") == f'<db:result from="{A}" to="{B}">k3y</db:result>'.encode()
+    assert _db("verify", B, A, "valid", stream_id="s1") == f'<db:verify from="{B}" to="{A}" id="s1" type="valid"/>'.encode()
