@@ -213,8 +213,10 @@ def split(seq: list, parts: int, unit: int = 1) -> list[list]:
 
 async def login_many(ctx: WorkerContext, users: list[tuple[str, str]], concurrency: int,
                      presence: bool, flusher: xmpp.Flusher | None = None,
-                     resource_name: str = "bench", raw: bool = False) -> tuple[list[xmpp.Connection | None], int]:
-    """Log ``users`` in with bounded concurrency; returns connections (None on failure)."""
+                     resource_name: str = "bench", raw: bool = False, carbons: bool = False,
+                     sm: bool = False) -> tuple[list[xmpp.Connection | None], int]:
+    """Log ``users`` in with bounded concurrency (carbons and stream management enabled when asked);
+    returns connections (None on failure)."""
     t = ctx.target
     tls = ctx.tls_context()
     sem = asyncio.Semaphore(concurrency)
@@ -228,7 +230,8 @@ async def login_many(ctx: WorkerContext, users: list[tuple[str, str]], concurren
             for attempt in range(3):
                 try:
                     conns[i] = await xmpp.login(t.host, t.port, user, pw, t.domain, resource_name,
-                                                flusher=flusher, tls=tls, presence=presence, raw=raw)
+                                                flusher=flusher, tls=tls, presence=presence, raw=raw,
+                                                carbons=carbons, sm=sm)
                     return
                 except (OSError, xmpp.XMPPError, asyncio.TimeoutError) as e:
                     if not first_error:

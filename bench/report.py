@@ -247,6 +247,12 @@ def write_report(out: Path, raw: dict, medians: dict, unsupported: dict, servers
         lines.append(f"- chat-many: the same with {p['chat_many_users']} users and {p['chat_many_window']} in "
                      "flight per sender: each read and each write carries one or two stanzas, so per-connection "
                      "and per-syscall costs dominate.")
+    if p.get("archive"):
+        lines.append("- **--archive**: in chat and chat-many every server archives every message for sender and "
+                     "recipient in its own archive (Sakari's default modules, Prosody's mod_mam on SQL storage with "
+                     "SQLite, ejabberd's mod_mam on its default storage), with carbons and stream management on; "
+                     "every client enables carbons and stream management (XEP-0198, no resumption) after binding and "
+                     "answers each ack request of the server. Each user has one resource, so carbons copy nothing.")
     lines.append(f"- login: {p['login_users']} accounts, {p['login_parallel']} connections in parallel, each "
                  "connect → stream → SCRAM-SHA-1 → stream restart → bind, then `</stream:stream>` and close; "
                  "logins completed inside the window per second.")

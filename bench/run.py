@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--muc-large-occupants", type=int, default=None)
     ap.add_argument("--mam-archive", type=int, default=None,
                     help="messages in the queried archive (target is stated for 1,000,000; default 20,000)")
+    ap.add_argument("--archive", action="store_true",
+                    help="chat and chat-many with every server archiving every message (its own archive), carbons "
+                         "and stream management on, enabled by the clients, which answer the servers' ack requests")
     ap.add_argument("--sakari-features", default=None,
                     help="comma-separated bench features Sakari is measured on (default: those its default "
                          "modules serve, 'muc'; '' for none)")
@@ -103,6 +106,7 @@ def build_params(args: argparse.Namespace) -> Params:
     for k, v in overrides.items():
         if v is not None:
             setattr(p, k, v)
+    p.archive = args.archive
     p.gen_cpus = tuple(sorted(cpu_set(args.gen_cpus)))
     return p
 
@@ -255,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
                     if getattr(sc, "starts_servers", False):
                         figures = sc.run(srv, params)  # it starts and stops servers of its own (s2s: a pair)
                     else:
-                        srv.start(extra=getattr(sc, "server_features", set()))
+                        features_for = getattr(sc, "server_features_for", None)  # features that depend on options
+                        extra = features_for(params) if features_for else getattr(sc, "server_features", set())
+                        srv.start(extra=extra)
                         try:
                             figures = sc.run(srv, params)
                         finally:

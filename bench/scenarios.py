@@ -79,6 +79,9 @@ class Params:
     # pep: one account publishes flat out to a PEP node its contacts ask notifications of (+notify caps)
     pep_contacts: int = 200
     pep_window: int = 8              # publishes unanswered at once
+    # --archive: in chat and chat-many every server archives every message, with carbons and stream management
+    # on (servers and clients: the clients enable both and answer the servers' ack requests)
+    archive: bool = False
 
     @classmethod
     def quick(cls) -> "Params":
@@ -189,8 +192,9 @@ def prime_scram_cache(server: "Server", params: Params, n: int) -> int:
 # =====================================================================  chat
 async def chat_worker(ctx: WorkerContext) -> dict:
     flusher = xmpp.Flusher(asyncio.get_running_loop())
+    archive = ctx.params.get("archive", False)
     conns, failures = await login_many(ctx, ctx.users, ctx.params["login_concurrency"], presence=True,
-                                       flusher=flusher, raw=True)
+                                       flusher=flusher, raw=True, carbons=archive, sm=archive)
     return await chat_pairs(ctx, conns, failures)
 
 
@@ -268,6 +272,10 @@ async def chat_pairs(ctx: WorkerContext, conns: list, failures: int) -> dict:
     return {**st, "lat": lat, "closed_early": closed_early}
 
 
+# What --archive switches on in the servers for the chat scenarios.
+ARCHIVE_FEATURES = frozenset({"mam", "carbons", "smacks"})
+
+
 class ChatScenario:
     """1:1 chat; ``name`` picks the parameters: ``chat`` uses chat_users and
     chat_window, ``chat-many`` chat_many_users and chat_many_window."""
@@ -282,13 +290,19 @@ class ChatScenario:
     def supported(self, server: Server) -> str | None:
         return None
 
+    def server_features_for(self, params: Params) -> set[str]:
+        """What the runner switches on in the server: with --archive, archiving for every message, carbons and
+        stream management (each server's own modules; see bench/servers.py)."""
+        return set(ARCHIVE_FEATURES) if params.archive else set()
+
     def run(self, server: Server, params: Params) -> dict:
         n_users = getattr(params, self._prefix + "_users")
         window = getattr(params, self._prefix + "_window")
         users = server.accounts(n_users - n_users % 2)
         slices = split(users, params.workers, unit=2)
         fleet = Fleet(server.target, slices, {"login_concurrency": max(1, params.login_concurrency // params.workers),
-                                              "body": params.chat_body}, chat_worker, set(params.gen_cpus))
+                                              "body": params.chat_body, "archive": params.archive},
+                      chat_worker, set(params.gen_cpus))
         return drive_chat(fleet, params, window, len(users), lambda m0, m1: _window_usage(server, fleet, m0, m1))
 
 

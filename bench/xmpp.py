@@ -39,6 +39,8 @@ NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 NS_REGISTER = "jabber:iq:register"
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_COMPONENT = "jabber:component:accept"
+NS_CARBONS = "urn:xmpp:carbons:2"
+NS_SM = "urn:xmpp:sm:3"
 
 # (user, salt, iterations) -> (client_key, stored_key, server_key)
 SCRAM_CACHE: dict[tuple[str, bytes, int], tuple[bytes, bytes, bytes]] = {}
@@ -47,6 +49,7 @@ PBKDF2_COUNT = [0]
 
 
 _NAME = re.compile(rb"[^\s/>]+")
+_SM_STANZAS = frozenset((b"message", b"presence", b"iq"))  # what XEP-0198 counts
 _ATTR_RE: dict[bytes, re.Pattern] = {}
 
 
@@ -137,6 +140,9 @@ class Connection(asyncio.Protocol):
         self.on_raw: Callable[[bytes, bytes, bytes], None] | None = None
         self._raw = False
         self._buf = bytearray()
+        # Stream management (XEP-0198), when enable_sm succeeded: stanzas received since, for the server's <r/>.
+        self._sm = False
+        self.sm_handled = 0
         self.jid = ""
         self.closed = asyncio.get_running_loop().create_future()
         self._queue: list[Element] = []
@@ -207,6 +213,12 @@ class Connection(asyncio.Protocol):
         no '>' (servers escape it).  Call it only between stanzas (right after
         a request/response exchange)."""
         self._raw = True
+        if self._sm:  # what expat read after <enabled/> counts too, and an ack request must not go unanswered
+            for el in self._queue:
+                if el.name in ("message", "presence", "iq"):
+                    self.sm_handled += 1
+                elif el.name == "r":
+                    self.send(b"<a xmlns='urn:xmpp:sm:3' h='%d'/>" % self.sm_handled)
 
     def _scan(self, data: bytes) -> None:
         buf = self._buf
@@ -214,6 +226,7 @@ class Connection(asyncio.Protocol):
         n = len(buf)
         pos = 0
         cb = self.on_raw
+        sm = self._sm
         while pos < n:
             i = buf.find(b"<", pos)
             if i < 0:
@@ -237,9 +250,17 @@ class Connection(asyncio.Protocol):
                     pos = i
                     break
                 end = e + len(name) + 3
+            pos = end
+            if sm:
+                if name in _SM_STANZAS:
+                    self.sm_handled += 1
+                elif name == b"r":  # the count in order with the stanzas before it; `a` elements need nothing
+                    self.send(b"<a xmlns='urn:xmpp:sm:3' h='%d'/>" % (self.sm_handled & 0xFFFFFFFF))
+                    continue
+                else:
+                    continue
             if cb is not None:
                 cb(name, bytes(buf[i:gt + 1]), bytes(buf[i:end]))
-            pos = end
         del buf[:pos]
 
     def data_received(self, data: bytes) -> None:
@@ -424,6 +445,25 @@ class Connection(asyncio.Protocol):
             if el.name != "iq" or el.get("type") != "result":
                 raise XMPPError(f"session failed: {_describe(el)}")
 
+    async def enable_carbons(self) -> None:
+        """XEP-0280: carbons on for this resource (copies go only to an account's other online resources)."""
+        self.transport.write(  # type: ignore[union-attr]
+            f"<iq type='set' id='carbons1'><enable xmlns='{NS_CARBONS}'/></iq>".encode())
+        el = await self.next_element()
+        if el.name != "iq" or el.get("type") != "result":
+            raise XMPPError(f"enabling carbons failed: {_describe(el)}")
+
+    async def enable_sm(self, features: Element) -> None:
+        """XEP-0198: stream management on (without resumption); acks are answered by the raw scanner."""
+        if features.find("sm") is None:
+            raise XMPPError("server does not offer stream management")
+        self.transport.write(f"<enable xmlns='{NS_SM}'/>".encode())  # type: ignore[union-attr]
+        el = await self.next_element()
+        if el.name != "enabled":
+            raise XMPPError(f"enabling stream management failed: {_describe(el)}")
+        self._sm = True
+        self.sm_handled = 0
+
     async def register(self, features: Element, user: str, password: str) -> None:
         """XEP-0077 in-band registration on an unauthenticated stream."""
         self.transport.write(  # type: ignore[union-attr]
@@ -456,9 +496,13 @@ async def connect(host: str, port: int, domain: str, flusher: Flusher | None = N
 
 async def login(host: str, port: int, user: str, password: str, domain: str, resource: str,
                 flusher: Flusher | None = None, tls: ssl.SSLContext | None = None,
-                presence: bool = False, timeout: float = 60.0, raw: bool = False) -> Connection:
-    """Connect, (STARTTLS,) SCRAM-SHA-1, bind; optionally switch to raw mode
-    (:meth:`Connection.go_raw`) and send initial presence."""
+                presence: bool = False, timeout: float = 60.0, raw: bool = False, carbons: bool = False,
+                sm: bool = False) -> Connection:
+    """Connect, (STARTTLS,) SCRAM-SHA-1, bind; optionally enable carbons and stream management (which needs raw
+    mode: the raw scanner answers the acks), switch to raw mode (:meth:`Connection.go_raw`) and send initial
+    presence."""
+    if sm and not raw:
+        raise ValueError("stream management needs raw mode: its scanner answers the server's ack requests")
     conn = await connect(host, port, domain, flusher)
     try:
         async with asyncio.timeout(timeout):
@@ -468,6 +512,10 @@ async def login(host: str, port: int, user: str, password: str, domain: str, res
             await conn.auth_scram_sha1(features, user, password)
             features = await conn.open_stream()
             await conn.bind(features, resource)
+            if carbons:
+                await conn.enable_carbons()
+            if sm:
+                await conn.enable_sm(features)  # last: from here on every stanza received is counted
             if raw:
                 conn.go_raw()
             if presence:
