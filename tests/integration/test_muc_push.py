@@ -99,9 +99,20 @@ async def test_members_who_are_away_are_woken_by_room_messages_and_a_mention_of_
 
     mark = app_server.inbox.mark()
     alice.message(room, "And you, BOBBY!", type="groupchat")
+    reflected = await alice.expect(is_groupchat(f"{room}/alice", "And you, BOBBY!"))
     to_carol, to_bob = await answer(app_server, "carol-node", after=mark), await answer(app_server, "bob-node", after=mark)
     assert summary(to_bob) == {"FORM_TYPE": SUMMARY, "last-message-priority": "high"}  # the one bit, no content
     assert priority(to_carol) is None  # the mention of "Caro" was told in the notification before
+    assert summary(to_carol)["message-count"] == "3"
+
+    # A retraction (its body only a fallback) is nothing new: the next notification counts only what follows.
+    stanza_id = reflected.find(q("urn:xmpp:sid:0", "stanza-id")).get("id")
+    mark = app_server.inbox.mark()
+    alice.send(f"<message to='{room}' type='groupchat'><retract xmlns='urn:xmpp:message-retract:1' id='{stanza_id}'/>"
+               "<body>This person attempted to retract a previous message.</body></message>")
+    alice.message(room, "fin", type="groupchat")
+    to_carol = await answer(app_server, "carol-node", after=mark)
+    assert summary(to_carol)["message-count"] == "4" and summary(to_carol)["last-message-body"] == "fin"
     assert not [el for el in app_server.inbox.since(0) if publish_to("dave-node")(el)]
 
 

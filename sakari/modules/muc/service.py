@@ -361,8 +361,8 @@ class MucService:
         connected at all; it says so when it mentions them. Who is away is found here, on the message's
         path, with no I/O; the notifications themselves (block lists, registrations) are a task of their own."""
         push = self._push()
-        if push is None or not push.wakes(message):
-            return
+        if push is None or not push.wakes(message) or message.find("retract", M.NS_RETRACT) is not None:
+            return  # a retraction's body is only a fallback: nothing new to wake anyone for
         present = {o.bare for o in room.occupants.values()}
         has_accounts = self.router.hosts.has_accounts
         away = [bare for bare, entry in room.affiliations.items()
