@@ -71,6 +71,12 @@ ROWS = [
     Row("chat-many", "chat, many connections: latency p99", "p99_ms", "ms", False,
         "no worse than the better-throughput other server", lambda s, o: None, 1),
     Row("chat-many", "chat, many connections: lost messages", "lost", "msgs", False, "0", lambda s, o: s == 0),
+    Row("s2s", "chat between two servers (s2s): throughput", "msgs_per_s", "msgs/s", True,
+        "≥ 1.5× the better other pair measured here", _chat_many_judge),
+    Row("s2s", "chat between two servers: latency p99", "p99_ms", "ms", False, "—", lambda s, o: None, 1),
+    Row("s2s", "chat between two servers: lost messages", "lost", "msgs", False, "0", lambda s, o: s == 0),
+    Row("s2s", "chat between two servers: CPU of both servers", "server_cpu", "cores", False, "—",
+        lambda s, o: None, 2),
     Row("login", "logins (SCRAM-SHA-1 + bind)", "logins_per_s", "logins/s", True, "> 1,900/s",
         lambda s, o: s > 1900),
     Row("login", "login latency p99", "p99_ms", "ms", False, "—", lambda s, o: None, 1),
@@ -247,6 +253,12 @@ def write_report(out: Path, raw: dict, medians: dict, unsupported: dict, servers
         lines.append(f"- chat-many: the same with {p['chat_many_users']} users and {p['chat_many_window']} in "
                      "flight per sender: each read and each write carries one or two stanzas, so per-connection "
                      "and per-syscall costs dominate.")
+    if "s2s" in scenarios:
+        lines.append(f"- s2s: two servers of the same kind (a.s2s.test, b.s2s.test, each on its own loopback address, "
+                     "both on the server CPUs) federating over STARTTLS with dialback; the chat exchange with "
+                     f"{p['chat_users'] // 2} users on each, u<i> of one server paired with u<i> of the other, "
+                     f"{p['chat_window']} in flight per sender, so every message crosses the server-to-server link "
+                     "and is routed by both. CPU is both servers' together.")
     if p.get("archive"):
         lines.append("- **--archive**: in chat and chat-many every server archives every message for sender and "
                      "recipient in its own archive (Sakari's default modules, Prosody's mod_mam on SQL storage with "
