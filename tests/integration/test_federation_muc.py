@@ -69,3 +69,24 @@ async def test_a_sakari_user_joins_a_room_of_the_remote_server_and_chats(federat
     alice, paul = await clients(federation.sakari), await clients(peer)
     with with_log(peer):
         await chat_in(room_on(peer.domain), (paul, "paul"), (alice, "alice"))
+
+
+async def test_an_occupant_whose_server_cannot_be_reached_leaves_the_room_and_one_refusal_does_not(
+    federation, clients
+) -> None:
+    # What a room sends to an occupant whose server went away comes back as an error from the occupant's JID
+    # (remote-server-not-found, from the room's own server); bob and carol send such bounces themselves here.
+    alice, bob, carol = [await clients(federation.sakari) for _ in range(3)]
+    room = room_on(federation.sakari.domain)
+    await enter(alice, room, "alice")
+    await enter(bob, room, "bob")
+    await enter(carol, room, "carol")
+    bounce = "<message type='error' to='{to}'><error type='cancel'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    bob.send(bounce.format(to=f"{room}/alice", condition="remote-server-not-found"))
+    gone = await alice.expect(is_room_presence(f"{room}/bob", type="unavailable", code="333"))
+    assert gone.findtext("{jabber:client}status") == "Kicked: remote server not found"
+    # Refusing one message (here: not acceptable) is no reason to leave: carol still gets the room's messages.
+    carol.send(bounce.format(to=f"{room}/alice", condition="not-acceptable"))
+    alice.message(room, "still there, carol?", type="groupchat")
+    await carol.expect(is_groupchat(f"{room}/alice", "still there, carol?"))
+    assert not [p for p in alice.inbox.since(0) if p.get("from") == f"{room}/carol" and p.get("type") == "unavailable"]

@@ -33,6 +33,7 @@ from sakari.modules.muc.room import Limits, Out, Room
 from sakari.xml import fragment
 from sakari.xml.element import Element, escape_attr
 from sakari.xml.errors import StanzaError
+from sakari.xml.ns import STANZA_ERRORS
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -141,6 +142,11 @@ class MucService:
         await self.vcard_store.set(room.jid.text, None)
         await self.archive.clear(room)
 
+    async def remove_gone(self, room: Room, real: JID, stanza: Element) -> None:
+        """An occupant whose client or server answered the room with an error leaves it (status 333)."""
+        await self.deliver(room.remove(room.by_jid[real], M.REMOVED_ERROR, status_text=_kick_text(stanza)))
+        await self.close_if_empty(room)
+
     async def close_if_empty(self, room: Room) -> None:
         if not room.occupants and not room.config.persistent and not room.destroyed:
             if self.rooms.get(room.jid.local) is room:
@@ -228,8 +234,7 @@ class MucService:
         if ptype == "error":
             if inside:
                 assert room is not None
-                await self.deliver(room.remove(room.by_jid[real], M.REMOVED_ERROR, status_text=_kick_text(stanza)))
-                await self.close_if_empty(room)
+                await self.remove_gone(room, real, stanza)
             return
         if ptype is not None:
             return  # subscriptions and probes mean nothing to a room
@@ -307,6 +312,10 @@ class MucService:
         stanza, real, to = event.stanza, event.from_jid, event.to_jid
         mtype = stanza.attrs.get("type", "normal")
         if mtype == "error":
+            # A message the room sent bounced: an occupant whose server or client is gone (a remote server that
+            # cannot be reached any more, above all) leaves, or every later message would bounce again.
+            if room is not None and real in room.by_jid and _occupant_gone(stanza):
+                await self.remove_gone(room, real, stanza)
             return
         if room is None or room.destroyed:
             raise StanzaError("item-not-found", "No such room")
@@ -681,6 +690,20 @@ def _photo_hash(vcard: Element) -> str:
     except binascii.Error:
         raise StanzaError("bad-request", "The photo's BINVAL is not base64") from None
     return hashlib.sha1(data).hexdigest()
+
+
+# Errors that say the occupant cannot be reached at all, not that its client refused one message.
+_GONE = frozenset({
+    "gone", "internal-server-error", "item-not-found", "jid-malformed", "recipient-unavailable", "redirect",
+    "remote-server-not-found", "remote-server-timeout", "service-unavailable",
+})
+
+
+def _occupant_gone(stanza: Element) -> bool:
+    error = stanza.find("error")
+    if error is None:
+        return False
+    return any(child.name in _GONE for child in error.elements() if child.ns == STANZA_ERRORS)
 
 
 def _kick_text(stanza: Element) -> str:
