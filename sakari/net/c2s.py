@@ -30,6 +30,7 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
         self._wbuf_size = 0
         self._flush_scheduled = False
         self._rate_paused = False
+        self._rate_timer: asyncio.TimerHandle | None = None  # ends the rate pause under way
         self._flow_paused = False  # paused until a congested recipient of ours drains
         self._reading_paused = False
         self._congested = False  # our send buffer is above the high-water mark
@@ -109,13 +110,22 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
         return not self._closed
 
     def _pause_for(self, delay: float) -> None:
-        """Stop reading for ``delay`` seconds (a rate limit); a pause under way is not lengthened."""
-        if delay and not self._rate_paused:
-            self._rate_paused = True
-            self._update_reading()
-            self.loop.call_later(delay, self._rate_resume)
+        """Stop reading for ``delay`` seconds (a rate limit). A pause under way is lengthened when this one ends
+        later: the byte rate's pause, taken first on each read, would otherwise cut short the account's stanza
+        rate pause, and a flood of small stanzas would be held only to the byte rate."""
+        if not delay:
+            return
+        end = self.loop.time() + delay
+        if self._rate_timer is not None:
+            if self._rate_timer.when() >= end:
+                return
+            self._rate_timer.cancel()
+        self._rate_paused = True
+        self._update_reading()
+        self._rate_timer = self.loop.call_at(end, self._rate_resume)
 
     def _rate_resume(self) -> None:
+        self._rate_timer = None
         self._rate_paused = False
         self._update_reading()
 
