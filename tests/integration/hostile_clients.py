@@ -162,7 +162,7 @@ async def bombs_after_login(deadline: float, tally: Tally, account: Account) -> 
 
 async def flood(deadline: float, tally: Tally, account: Account, victim: str, source: str) -> None:
     """As many messages as TCP takes, to the victim and to an account that does not exist (each of those
-    also costs the server an error reply)."""
+    also costs the server an error reply), after a burst of whitespace."""
     stream = await RawStream.connect(PORT, source=source)
     await stream.login_plain(account, resource="flood")
     chunk = b"".join(
@@ -171,6 +171,9 @@ async def flood(deadline: float, tally: Tally, account: Account, victim: str, so
     )
     sent = 0
     drain_reads = asyncio.create_task(stream.reader.read(-1))  # keep reading so the server's queue to us drains
+    # First spend the connection's byte burst (limits.c2s_rate_burst) on whitespace, which is no stanza: from then
+    # on every read also gets the byte rate's pause, and the account's stanza rate must hold all the same.
+    stream.writer.write(b" " * (600 * 1024))
     while time.monotonic() < deadline:
         stream.writer.write(chunk)
         try:
@@ -192,7 +195,10 @@ async def guess_passwords(deadline: float, tally: Tally, victim: Account, source
         features = await stream.next_element()
         if features is None or features.tag != q(NS_STREAM, "features"):
             # The per-address connection rate refused us: a defence too. Come back when it lets us in.
-            outcome = await answer_of(stream)
+            if features is not None and features.tag == q(NS_STREAM, "error"):
+                outcome = stream_error_condition(features) or "?"
+            else:
+                outcome = await answer_of(stream)
             tally.record("password-guessing", f"connection-{outcome}", outcome == "policy-violation")
             stream.close()
             await asyncio.sleep(0.5)
