@@ -34,7 +34,7 @@ from pathlib import Path
 from bench.loadgen import raise_nofile_limit
 from bench.report import write_report
 from bench.scenarios import DEFAULT_SCENARIOS, SCENARIOS, Params, ScenarioError, prime_scram_cache
-from bench.servers import SERVERS, default_features, install_debian_packages, stop_all
+from bench.servers import SERVERS, default_features, drop_databases, install_debian_packages, stop_all
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -67,6 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--muc-large-occupants", type=int, default=None)
     ap.add_argument("--mam-archive", type=int, default=None,
                     help="messages in the queried archive (target is stated for 1,000,000; default 20,000)")
+    ap.add_argument("--mam-fill", choices=("server", "direct"), default=None,
+                    help="how the archive is filled: messages sent through the server (default), or rows written "
+                         "straight into its archive storage while it is stopped (Sakari, sakari-pg, Prosody)")
+    ap.add_argument("--mam-queries", type=int, default=None, help="timed archive queries per run (default 20)")
     ap.add_argument("--archive", action="store_true",
                     help="chat and chat-many with every server archiving every message (its own archive), carbons "
                          "and stream management on, enabled by the clients, which answer the servers' ack requests")
@@ -102,7 +106,8 @@ def build_params(args: argparse.Namespace) -> Params:
                  "login_users": args.login_users, "login_parallel": args.login_parallel,
                  "idle_conns": args.idle_conns, "muc_occupants": args.muc_occupants,
                  "muc_large_occupants": args.muc_large_occupants,
-                 "mam_archive": args.mam_archive, "idle_settle_s": args.idle_settle}
+                 "mam_archive": args.mam_archive, "idle_settle_s": args.idle_settle,
+                 "mam_fill": args.mam_fill, "mam_queries": args.mam_queries}
     for k, v in overrides.items():
         if v is not None:
             setattr(p, k, v)
@@ -190,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def cleanup(*_a) -> None:
         stop_all()
+        drop_databases()
         if not args.keep_workdir and args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -76,6 +76,9 @@ class Params:
     mam_page: int = 50
     mam_senders: int = 20
     mam_queries: int = 20
+    # "server": u1's archive is filled by messages sent through the server; "direct": rows written straight into
+    # each server's archive storage while it is stopped (bench/mam_fill.py), for archives of a million
+    mam_fill: str = "server"
     # pep: one account publishes flat out to a PEP node its contacts ask notifications of (+notify caps)
     pep_contacts: int = 200
     pep_window: int = 8              # publishes unanswered at once
@@ -829,6 +832,8 @@ class MamScenario:
         need = params.mam_archive - server.archive_filled  # type: ignore[attr-defined]
         if need <= 0:
             return {}
+        if params.mam_fill == "direct":
+            return self.fill_directly(server, need)
         users = server.accounts(1 + params.mam_senders)
         slices = split(users[1:], params.workers)
         slices[0].insert(0, users[0])
@@ -846,6 +851,20 @@ class MamScenario:
         sent = sum(r["sent"] for r in results)
         server.archive_filled += sent  # type: ignore[attr-defined]
         return {"fill_messages": sent, "fill_seconds": time.monotonic() - t0}
+
+    def fill_directly(self, server: Server, need: int) -> dict:
+        """Rows written into the server's archive storage while it is stopped (bench/mam_fill.py); the server is
+        started again, so the first query is a cold one as with a fill through the server."""
+        if not getattr(server, "direct_fill", False):
+            raise ScenarioError(f"{server.name}: its archive cannot be filled directly; use --mam-fill server")
+        extra = set(server.extra)  # type: ignore[attr-defined]
+        server.stop()  # type: ignore[attr-defined]
+        t0 = time.monotonic()
+        server.fill_archive(need)  # type: ignore[attr-defined]
+        seconds = time.monotonic() - t0
+        server.archive_filled += need  # type: ignore[attr-defined]
+        server.start(extra=extra)  # type: ignore[attr-defined]
+        return {"fill_messages": need, "fill_seconds": seconds, "fill": "direct"}
 
     def run(self, server: Server, params: Params) -> dict:
         fill = self.fill(server, params)

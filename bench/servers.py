@@ -219,6 +219,13 @@ class Server:
     def write_config(self) -> None:
         raise NotImplementedError
 
+    # Whether fill_archive can write the mam scenario's archive straight into the server's storage (bench/mam_fill.py).
+    direct_fill = False
+
+    def fill_archive(self, n: int) -> None:
+        """Append n messages to u1's archive in the server's storage; the server must be stopped."""
+        raise NotImplementedError
+
 
 def stop_all() -> None:
     for server in list(_LIVE):
@@ -228,14 +235,13 @@ def stop_all() -> None:
 # =====================================================================  Sakari
 def default_features() -> set[str]:
     """The bench features that the installed Sakari serves with its default module list: group chat
-    when ``muc`` is in it. The archive scenario is not among them: it asks for archiving to be switched
-    on, which Sakari's config writer does not do yet. Nothing when Sakari is not installed yet."""
+    when ``muc`` is in it, the archive when ``mam`` is. Nothing when Sakari is not installed yet."""
     importlib.invalidate_caches()  # the runner may have installed it a moment ago
     if importlib.util.find_spec("sakari") is None:
         return set()
     from sakari.settings import DEFAULT_MODULES
 
-    return {"muc"} if "muc" in DEFAULT_MODULES else set()
+    return {f for f in ("muc", "mam") if f in DEFAULT_MODULES}
 
 
 class Sakari(Server):
@@ -256,9 +262,17 @@ class Sakari(Server):
         "recipient (`mam`, `mam.default = \"always\"`, SQLite in the data directory) with `carbons` and `smacks` on",
     ]
 
+    direct_fill = True
+    storage_url: str | None = None  # PostgreSQL (SakariPostgres); None: SQLite in the data directory
+
     def __init__(self, root: Path, cpus: set[int] | None, tls: bool = False, **where) -> None:
         super().__init__(root, cpus, tls, **where)
         self.features = default_features()
+
+    def fill_archive(self, n: int) -> None:
+        from bench.mam_fill import fill_sakari
+
+        fill_sakari(self.workdir / "data", f"{account(1)[0]}@{self.domain}", self.domain, n, self.storage_url)
 
     def ports(self) -> list[int]:
         b = self.base_port
@@ -309,6 +323,8 @@ class Sakari(Server):
             enabled.remove("mam")
         if enabled != list(DEFAULT_MODULES):
             lines += ["[modules]", "enabled = [" + ", ".join(f'"{m}"' for m in enabled) + "]", ""]
+        if self.storage_url:
+            lines += ["[storage]", 'backend = "postgresql"', f'url = "{self.storage_url}"', ""]
         if "component" in self.extra:
             lines += ["[network]", f"component_port = {self.component_port}", ""]
             for domain in COMPONENTS:
@@ -337,6 +353,73 @@ class Sakari(Server):
         self.created_accounts = n
 
 
+class SakariPostgres(Sakari):
+    """Sakari with its storage on PostgreSQL: a database of its own on the server at ``admin_url``, made when
+    the accounts are and dropped at the runner's end (``drop_databases``). PostgreSQL itself is not pinned to
+    the server CPUs: it is the machine's own service, shared with whatever else uses it."""
+
+    name = "sakari-pg"
+    base_port = 15500
+    admin_url = os.environ.get("SAKARI_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+    def __init__(self, root: Path, cpus: set[int] | None, tls: bool = False, **where) -> None:
+        super().__init__(root, cpus, tls, **where)
+        self.database = f"sakari_bench_{os.getpid()}"
+        self.storage_url = f"{self.admin_url.rpartition('/')[0]}/{self.database}"
+        self.relaxed = [*Sakari.relaxed, "`[storage] backend = \"postgresql\"`: a database of its own on the "
+                        "machine's PostgreSQL, which is not pinned to the server CPU"]
+        self._created = False
+
+    def _admin(self, statement: str) -> None:
+        import asyncpg
+
+        async def run() -> None:
+            conn = await asyncpg.connect(self.admin_url)
+            try:
+                await conn.execute(statement)
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
+    def ensure_accounts(self, n: int) -> None:
+        if n <= self.created_accounts:
+            return
+        if not self._created:
+            self._admin(f'CREATE DATABASE "{self.database}"')
+            self._created = True
+            _LIVE_DATABASES.append(self)
+        self.write_config()  # `sakari user add` writes where the server will read: the configured database
+        (self.workdir / "data").mkdir(exist_ok=True)
+        users = self.workdir / "users.txt"
+        users.write_text("".join(f"{u}@{self.domain} {p}\n" for u, p in
+                                 (account(i) for i in range(self.created_accounts + 1, n + 1))))
+        r = subprocess.run([sys.executable, "-m", "sakari", "user", "add", "--from-file", str(users),
+                            "--config", str(self.workdir / "sakari.toml"), "--data-dir", str(self.workdir / "data"),
+                            "--domain", self.domain], capture_output=True, text=True, cwd=self.workdir)
+        if r.returncode != 0:
+            raise RuntimeError(f"sakari user add failed ({r.returncode}): {r.stderr[-2000:]}")
+        self.created_accounts = n
+
+    def drop_database(self) -> None:
+        if self._created:
+            self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            self._created = False
+
+
+_LIVE_DATABASES: list[SakariPostgres] = []
+
+
+def drop_databases() -> None:
+    """The databases SakariPostgres made, at the runner's end."""
+    for server in list(_LIVE_DATABASES):
+        try:
+            server.drop_database()
+        except Exception as e:  # noqa: BLE001 - cleanup: say so, go on
+            print(f"{server.name}: could not drop database {server.database}: {e}", file=sys.stderr)
+        _LIVE_DATABASES.remove(server)
+
+
 # =====================================================================  Prosody
 class Prosody(Server):
     name = "prosody"
@@ -348,7 +431,8 @@ class Prosody(Server):
         "`network_settings = { tcp_backlog = 1024 }`",
         "`run_as_root = true`, `daemonize = false` (foreground child of the runner)",
         "MUC component: `muc_room_locking = false`, `restrict_room_creation = false`",
-        "mam scenario only: `mod_mam` loaded, default (internal) archive storage, `archive_expires_after = \"never\"`",
+        "mam scenario only: `mod_mam` loaded, its archive in SQL storage (`storage = { archive = \"sql\" }`, "
+        "`sql = { driver = \"SQLite3\" }`; the rest stays internal), `archive_expires_after = \"never\"`",
         "`--archive` (chat, chat-many): `mod_mam` as in the mam scenario (`default_archive_policy = true`), "
         "`mod_carbons` and `mod_smacks` loaded",
         "component scenario only: `component_ports`, four `Component \"echo1…4.localhost\"` with "
@@ -388,6 +472,9 @@ class Prosody(Server):
             (w / "hosts").write_text("".join(f"{h} {d}\n" for d, (h, _) in self.s2s_peers.items()))
             s2s = f'unbound = {{ hoststxt = "{w}/hosts" }}\n'
         mam = ', "mam"' if "mam" in self.extra else ""
+        # The archive in SQL (SQLite): the storage the issue compares against, and one the fast fill can write.
+        storage = ('{ archive = "sql" }\nsql = { driver = "SQLite3", database = "prosody.sqlite" }'
+                   if "mam" in self.extra else '"internal"')
         pep = ', "pep"' if "pep" in self.extra else ""  # on in Debian's default configuration
         # --archive: carbons and stream management (both in Debian's default configuration too)
         mam += "".join(f', "{m}"' for m in ("carbons", "smacks") if m in self.extra)
@@ -413,7 +500,7 @@ component_ports = {{ {self.base_port + 347} }}
 component_interfaces = {{ "{self.host}" }}
 c2s_require_encryption = false
 authentication = "internal_hashed"
-storage = "internal"
+storage = {storage}
 modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping"{mam}{pep}{', "dialback"' if s2s else ''} }}
 archive_expires_after = "never"
 default_archive_policy = true
@@ -429,6 +516,16 @@ Component "conference.{self.domain}" "muc"
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         return (["prosody", "-F", "--config", str(self.workdir / "prosody.cfg.lua")], {})
+
+    direct_fill = True
+
+    def fill_archive(self, n: int) -> None:
+        from bench.mam_fill import fill_prosody
+
+        database = self.workdir / "data" / "prosody.sqlite"
+        if not database.exists():
+            raise RuntimeError(f"{database} is missing: Prosody makes its tables when it first starts with mod_mam")
+        fill_prosody(database, account(1)[0], self.domain, n)
 
     def ensure_accounts(self, n: int) -> None:
         """Write internal_hashed account files directly (the format Prosody's
@@ -593,7 +690,8 @@ def _dpkg_version(pkg: str) -> str:
     return r.stdout.strip() or "unknown"
 
 
-SERVERS: dict[str, type[Server]] = {"sakari": Sakari, "prosody": Prosody, "ejabberd": Ejabberd}
+SERVERS: dict[str, type[Server]] = {"sakari": Sakari, "sakari-pg": SakariPostgres, "prosody": Prosody,
+                                    "ejabberd": Ejabberd}
 
 
 def install_debian_packages(names: list[str]) -> None:
