@@ -21,6 +21,8 @@ _PLAIN_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-+")
 _PLAIN_DOMAIN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
 # RFC 7622 §3.3.1: these may not appear in a localpart even though PRECIS allows them.
 _LOCAL_FORBIDDEN = frozenset("\"&'/:<>@")
+# RFC 7622 §3.2 strips a final label separator; IDNA (UTS #46) takes these full stops for one, as it does ".".
+_DOTS = frozenset(".\u3002\uff0e\uff61")
 
 
 class JIDError(StanzaError):
@@ -91,7 +93,7 @@ def prep_local(local: str) -> str:
 
 
 def prep_domain(domain: str) -> str:
-    if domain.endswith("."):
+    if domain[-1:] in _DOTS:
         domain = domain[:-1]
     if not domain:
         raise JIDError("empty domainpart")
@@ -118,6 +120,10 @@ def prep_domain(domain: str) -> str:
             result = idna.decode(idna.encode(domain, uts46=True))
         except (idna.IDNAError, UnicodeError) as e:
             raise JIDError(f"invalid domainpart: {e}") from None
+        if result.endswith("."):
+            # A trailing dot the mapping made (a second "." or an ideographic full stop "。") is one more empty
+            # label: kept, the prepared JID would not parse back to itself (its dot is stripped on the way in).
+            raise JIDError("invalid domainpart: empty label")
     if len(result.encode()) > 1023:
         raise JIDError("invalid domainpart")
     return result

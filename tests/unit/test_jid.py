@@ -104,6 +104,17 @@ def test_trailing_dot_of_the_domain_is_removed() -> None:
     assert parse_jid("juliet@example.com./r") == parse_jid("juliet@example.com/r")
 
 
+def test_an_ideographic_full_stop_at_the_end_of_the_domain_is_removed_as_a_dot() -> None:
+    assert parse_jid("juliet@b\u00fccher\u3002") == parse_jid("juliet@b\u00fccher")
+
+
+@pytest.mark.parametrize("text", ["\u00c4..", "juliet@\u00c4.\u3002", "\u00c4\u3002\u3002/r"])
+def test_an_internationalized_domain_with_an_empty_last_label_is_jid_malformed(text: str) -> None:
+    # Found by fuzzing (tests/fuzz/test_fuzz_jid.py): "Ä.." was prepared to "ä.", which parses to another JID.
+    with pytest.raises(JIDError):
+        parse_jid(text)
+
+
 def test_ip_literals_are_domainparts() -> None:
     assert parse_jid("juliet@192.0.2.1").domain == "192.0.2.1"
     assert parse_jid("juliet@[2001:db8::1]/r").domain == "[2001:db8::1]"
