@@ -55,3 +55,37 @@ async def test_a_barrier_is_done_once_what_was_queued_before_it_is_written_thoug
     store.gates.put_nowait(None)
     await asyncio.wait_for(archiver.written(), 1)
     assert store.batches[-1] == ["0000000000000003"]
+
+
+class FlakyStore:
+    """Fails the first ``failures`` appends (a database busy for a moment), then stores."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.stored: list[str] = []
+
+    async def append_many(self, entries: Sequence[ArchiveEntry]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("database is locked")
+        self.stored += [e.id for e in entries]
+
+
+async def test_a_failed_write_is_tried_again_and_what_waits_for_it_waits_until_it_is_stored(monkeypatch) -> None:
+    monkeypatch.setattr("sakari.modules.mam.archiver.RETRY_PAUSES", (0.0, 0.0, 0.0))
+    store = FlakyStore(failures=2)
+    archiver = Archiver(store, asyncio.ensure_future)  # type: ignore[arg-type]
+    archiver.add(entry(1))
+    barrier = archiver.barrier()
+    assert barrier is not None
+    await asyncio.wait_for(barrier, 1)
+    assert store.stored == ["0000000000000001"]
+
+
+async def test_a_write_that_keeps_failing_is_given_up_so_that_nothing_waits_for_ever(monkeypatch) -> None:
+    monkeypatch.setattr("sakari.modules.mam.archiver.RETRY_PAUSES", (0.0,))
+    store = FlakyStore(failures=5)
+    archiver = Archiver(store, asyncio.ensure_future)  # type: ignore[arg-type]
+    archiver.add(entry(1))
+    await asyncio.wait_for(archiver.written(), 1)
+    assert store.stored == []

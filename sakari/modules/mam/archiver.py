@@ -17,6 +17,7 @@ from typing import Any
 from sakari.storage.base import ArchiveEntry, ArchiveStore
 
 log = logging.getLogger("sakari.mam")
+RETRY_PAUSES = (0.1, 0.5, 2.0, 5.0)  # seconds before each new attempt of a failed write
 
 
 class Archiver:
@@ -39,22 +40,37 @@ class Archiver:
             self._writing = self._spawn(self._write())
 
     async def _write(self) -> None:
+        ended = False
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                try:
-                    await self.store.append_many(batch)
-                except Exception as e:  # noqa: BLE001 - the disk or the database: say so, keep serving
-                    log.error("event=archive-write-failed messages=%d error=%s", len(batch), type(e).__name__)
+                await self._append(batch)
                 self._done += len(batch)
                 self._wake()
+            ended = True
         finally:
             self._writing = None
-            if self._pending:  # cancelled (the server stops): nobody waits any longer for what is left
+            if not ended:  # cancelled (the server stops): nobody waits any longer for what is left
                 for _, future in self._waiters:
                     if not future.done():
                         future.set_result(None)
                 self._waiters = []
+
+    async def _append(self, batch: list[ArchiveEntry]) -> None:
+        # A database that is busy or gone for a moment: try again, since what waits for these writes (an
+        # acknowledgement to the sender) must not go out for messages that are not stored. Appends are
+        # idempotent (an id already stored is skipped). A fault that outlasts the retries is logged and the
+        # batch given up, so that the server keeps serving.
+        for pause in (*RETRY_PAUSES, None):
+            try:
+                await self.store.append_many(batch)
+                return
+            except Exception as e:  # noqa: BLE001 - the disk or the database: say so, keep serving
+                if pause is None:
+                    log.error("event=archive-write-failed messages=%d error=%s", len(batch), type(e).__name__)
+                    return
+                log.warning("event=archive-write-retry messages=%d error=%s wait=%.1f", len(batch), type(e).__name__, pause)
+                await asyncio.sleep(pause)
 
     def _wake(self) -> None:
         if not self._waiters:
