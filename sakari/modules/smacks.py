@@ -34,7 +34,7 @@ from typing import Any
 
 from sakari.config import declare, positive
 from sakari.core import events as E
-from sakari.core.events import NonzaEvent, SessionEvent
+from sakari.core.events import NonzaEvent, SessionEvent, StanzaEvent
 from sakari.core.modules import ModuleAPI
 from sakari.core.session import Session
 from sakari.core.sessions import PreBind
@@ -357,7 +357,11 @@ class StreamManagement:
             kind, stype = stanza.name, stanza.attrs.get("type", "normal")
             if kind == "message" and stype in ("chat", "normal") and not kept_elsewhere and not is_carbon(stanza):
                 rerouted += 1
-                await router.route(stanza.shallow_copy(), sender_of(stanza) or session.bare, session.bare)
+                # Delivered again, not received again: it passed the account's inbound hooks (the archive,
+                # carbons, blocking) when it first came, so it keeps the stanza-id it was archived under and
+                # is not archived a second time, and a client that has it already knows the copy by that id.
+                again = StanzaEvent(stanza.shallow_copy(), sender_of(stanza) or session.bare, session.bare)
+                await router.deliver_to_bare(again)
             elif kind == "iq" and stype in ("get", "set"):
                 sender = sender_of(stanza)
                 if sender is not None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections import Counter
 
 from mam_helpers import mam_config, mam_query, rsm, stanza_id
-from xmpp_harness import Client, is_message
+from sm_client import SmClient
+from xmpp_harness import Client, body_of, is_message
 
 
 def bodies_received(client: Client, bodies: list[str]) -> Counter[str]:
@@ -77,3 +78,56 @@ async def test_a_message_to_an_unknown_account_is_not_archived_for_it(make_serve
     alice.message("nobody@localhost", "anyone there?")
     await alice.expect(lambda el: el.get("type") == "error", "the bounce")
     assert (await mam_query(alice)).bodies == ["anyone there?"]  # the sender's own copy stays
+
+
+async def test_a_message_a_session_never_acknowledged_is_archived_once(make_server, session_for) -> None:
+    """A client with stream management that goes away without acknowledging a message (Dino killed, a
+    phone gone): the message goes to the account again, to another client or offline storage, with the
+    stanza-id it was archived under, and is not archived a second time. Before, each redelivery was a new
+    archive entry, and Dino, catching up by MAM, showed the copy of an OMEMO message as one it could not
+    decrypt."""
+    srv = make_server(mam_config(modules=["smacks"]), accounts=2)
+    session = session_for(srv)
+    alice = await session.login()
+    bob_account = srv.new_account()
+
+    # Alone: the unacknowledged message waits in offline storage.
+    phone = await SmClient.login(srv, bob_account, "phone")
+    try:
+        await phone.enable()
+        await phone.send("<presence/>")
+        alice.message(bob_account.jid, "alone and unacked")
+        assert await phone.message_bodies(1) == ["alone and unacked"]
+        first_id = stanza_id(next(s for s in phone.stanzas if body_of(s) == "alone and unacked"), bob_account.jid)
+        assert first_id is not None
+        await phone.send("</stream:stream>")  # ends the session: no resumption
+        await phone.stream.read_until_closed()
+    finally:
+        phone.close()
+    later = await session.login(bob_account, resource="later")
+    again = await later.expect_message("alone and unacked")
+    assert stanza_id(again, bob_account.jid) == first_id
+    archived = await mam_query(later)
+    assert archived.bodies == ["alone and unacked"] and archived.ids == [first_id]
+
+    # Beside another client: whatever that client gets again carries the same id, and the archive has it once.
+    phone = await SmClient.login(srv, bob_account, "phone")
+    try:
+        await phone.enable()
+        await phone.send("<presence/>")
+        alice.message(bob_account.jid, "beside another, unacked")
+        assert await phone.message_bodies(1) == ["beside another, unacked"]
+        live = await later.expect_message("beside another, unacked")
+        second_id = stanza_id(live, bob_account.jid)
+        await phone.send("</stream:stream>")  # ends the session: no resumption
+        await phone.stream.read_until_closed()
+    finally:
+        phone.close()
+    await alice.ping_server()
+    await later.ping_server()
+    for el in later.inbox.history:
+        if is_message()(el) and el.findtext("{jabber:client}body") == "beside another, unacked":
+            assert stanza_id(el, bob_account.jid) == second_id
+    archived = await mam_query(later)
+    assert archived.bodies == ["alone and unacked", "beside another, unacked"]
+    assert archived.ids == [first_id, second_id]
