@@ -114,6 +114,33 @@ async def test_a_locked_room_turns_others_away_until_its_owner_configures_it(s):
     await enter(bob, room, "bob")
 
 
+async def test_an_owner_who_speaks_or_invites_in_a_new_room_takes_it_as_an_instant_room(s):
+    """Dino answers the 201 with no configuration at all: its owner's first words in the room, or an
+    invitation from it, accept the default settings; before either, the room still turns others away."""
+    alice, bob, carol = await s.login(), await s.login(), await s.login()
+    room = new_room()
+    alice.send(f"<presence to='{room}/alice'><x xmlns='{MUC}'/></presence>")
+    await alice.expect(is_room_presence(f"{room}/alice", code="201"))
+    alice.message(room, "hello, anyone?", type="groupchat")
+    await alice.expect(is_groupchat(f"{room}/alice", "hello, anyone?"))
+    mark = bob.inbox.mark()
+    bob.send(f"<presence to='{room}/bob'><x xmlns='{MUC}'/></presence>")
+    entered = await bob.expect(is_room_presence(f"{room}/bob", type=None), after=mark)
+    assert entered.get("type") != "error", f"still locked: {error_condition(entered)}"
+    assert "110" in status_codes(entered)
+
+    other = new_room()
+    alice.send(f"<presence to='{other}/alice'><x xmlns='{MUC}'/></presence>")
+    await alice.expect(is_room_presence(f"{other}/alice", code="201"))
+    mark = carol.inbox.mark()
+    alice.send(f"<message to='{other}'><x xmlns='{MUC_USER}'><invite to='{carol.bare}'/></x></message>")
+    await carol.expect(lambda el: el.tag == "{jabber:client}message" and el.get("from") == other, after=mark)
+    mark = carol.inbox.mark()
+    carol.send(f"<presence to='{other}/carol'><x xmlns='{MUC}'/></presence>")
+    entered = await carol.expect(is_room_presence(f"{other}/carol", type=None), after=mark)
+    assert entered.get("type") != "error", f"still locked: {error_condition(entered)}"
+
+
 async def test_occupants_see_each_other_and_messages_reach_everyone_once(s):
     """§7.2.3 the occupant list then one's own presence (110); §7.4 a message to all, with the room's
     stanza-id (XEP-0359) and the sender's occupant-id (XEP-0421), the same for every recipient."""

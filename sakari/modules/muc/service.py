@@ -322,6 +322,10 @@ class MucService:
         if to.resource:
             await self.deliver(room.private_message(real, to.resource, stanza))
             return
+        if room.locked and real in room.by_jid and _puts_room_to_use(stanza, mtype):
+            # Some clients (Dino) never answer the 201 with a configuration: an owner who speaks in the new
+            # room or invites someone to it takes it as an instant room (XEP-0045 §10.1.2), default settings.
+            room.locked = False
         if mtype == "groupchat":
             await self.groupchat(room, real, stanza)
             return
@@ -697,6 +701,14 @@ _GONE = frozenset({
     "gone", "internal-server-error", "item-not-found", "jid-malformed", "recipient-unavailable", "redirect",
     "remote-server-not-found", "remote-server-timeout", "service-unavailable",
 })
+
+
+def _puts_room_to_use(stanza: Element, mtype: str) -> bool:
+    """A message to everyone with text or a subject, or a mediated invitation."""
+    if mtype == "groupchat":
+        return stanza.find("body") is not None or stanza.find("subject") is not None
+    x = stanza.find("x", M.NS_USER)
+    return x is not None and x.find("invite") is not None
 
 
 def _occupant_gone(stanza: Element) -> bool:
