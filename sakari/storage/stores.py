@@ -287,8 +287,13 @@ class SequenceClock:
         self._last = 0
 
     def next(self) -> int:
-        self._last = max(self._last + 1, seq_at(time.time()))
-        return self._last
+        # seq_at(time.time()) inlined, and no max(): twice per archived chat message.
+        seq = round(time.time() * 1_000_000) << SEQ_BITS
+        last = self._last + 1
+        if seq < last:
+            seq = last
+        self._last = seq
+        return seq
 
 
 _CLOCK = SequenceClock()  # one per process: ids stay increasing across every archive and handle

@@ -113,7 +113,10 @@ class Element:
 
     @property
     def text(self) -> str:
-        return "".join(c for c in self.children if c.__class__ is str)  # type: ignore[misc]
+        children = self.children
+        if len(children) == 1 and children[0].__class__ is str:  # the usual <body>text</body>: no join
+            return children[0]  # type: ignore[return-value]
+        return "".join([c for c in children if c.__class__ is str])  # type: ignore[misc]
 
     @text.setter
     def text(self, value: str) -> None:

@@ -79,7 +79,11 @@ def _claims(child: Element | str, archive: str) -> bool:
 
 def claims_archive(stanza: Element, archive: str) -> bool:
     """Whether the stanza carries a stanza-id of this archive."""
-    return any(_claims(c, archive) for c in stanza.children)
+    # Asked of every message an online user receives: a plain loop, cheaper than any() over a generator.
+    for c in stanza.children:
+        if c.__class__ is Element and c.ns == NS_SID and _claims(c, archive):  # type: ignore[union-attr]
+            return True
+    return False
 
 
 def unclaimed(stanza: Element, archive: str) -> Element:
