@@ -197,6 +197,8 @@ class SqlDatabase(ABC):
     # What a write that appends archive items ends with, to index their text (where the backend's
     # index does not follow the table by itself).
     archive_indexing: tuple[Statement, ...] = ()
+    # Archive rows per INSERT in SqlArchive.append_many (a power of two); 1: one statement per row (Many).
+    insert_rows = 1
 
     @staticmethod
     @abstractmethod

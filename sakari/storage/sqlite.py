@@ -135,6 +135,7 @@ def _run(conn: sqlite3.Connection, statements: Sequence[Statement]) -> Results:
 
 class SqliteDatabase(SqlDatabase):
     archive_indexing = ARCHIVE_INDEXING
+    insert_rows = 64  # 384 arguments: under SQLite's smallest limit (999)
     text_condition = "item IN (SELECT rowid FROM archive_text WHERE archive_text MATCH ?)"
     text_matches = f"SELECT count(*) FROM (SELECT 1 FROM archive_text WHERE archive_text MATCH ? LIMIT {TEXT_FEW})"
 

@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from sakari.credentials import Credentials, ScramKeys
@@ -302,6 +303,13 @@ _CLOCK = SequenceClock()  # one per process: ids stay increasing across every ar
 _WORD = re.compile(r"\w+")
 
 
+@lru_cache(maxsize=None)
+def _insert_rows(count: int) -> str:
+    """One INSERT of ``count`` archive rows: with SQLite, one statement per row costs more than the row itself."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * count)
+    return f"INSERT INTO archive (name, owner, seq, with_jid, stanza, text) VALUES {values} ON CONFLICT DO NOTHING"
+
+
 class SqlArchive:
     """Archive items by (name, owner, seq), with the text that full-text search finds."""
 
@@ -332,13 +340,23 @@ class SqlArchive:
         return format_id(_CLOCK.next())
 
     async def append_many(self, entries: Sequence[ArchiveEntry]) -> None:
-        await self.db.write(
-            Many(
-                f"{self._INSERT} ON CONFLICT DO NOTHING",
-                [(self.name, e.owner, parse_id(e.id), e.with_jid, e.stanza, e.text) for e in entries],
-            ),
-            *self.db.archive_indexing,
-        )
+        name = self.name
+        rows = [(name, e.owner, parse_id(e.id), e.with_jid, e.stanza, e.text) for e in entries]
+        most = self.db.insert_rows
+        if most <= 1 or len(rows) <= 1:
+            inserts: list[Statement] = [Many(f"{self._INSERT} ON CONFLICT DO NOTHING", rows)]
+        else:
+            inserts = []
+            start = 0
+            while start < len(rows):
+                # Chunks of a power of two rows, so that a handful of statement texts is prepared and cached.
+                size = most
+                while size > len(rows) - start:
+                    size //= 2
+                chunk = rows[start : start + size]
+                inserts.append((_insert_rows(size), tuple([value for row in chunk for value in row])))
+                start += size
+        await self.db.write(*inserts, *self.db.archive_indexing)
 
     def _where(
         self,
