@@ -141,7 +141,7 @@ class Client:
     """A logged-in account read with expat (archive results and carbons nest a message in a message, which the
     raw scanner cannot split); answers the server's iqs and ack requests and matches replies to its own iqs."""
 
-    def __init__(self, conn: xmpp.Connection, stats: Counters) -> None:
+    def __init__(self, conn: xmpp.Connection, stats: Counters, resumes: Client | None = None) -> None:
         self.conn = conn
         self.stats = stats
         self.pending: dict[str, asyncio.Future] = {}
@@ -151,6 +151,11 @@ class Client:
         self.enabled: asyncio.Future = asyncio.get_running_loop().create_future()
         self.next_id = 0
         self.kind = "fresh"  # how the session began (fresh, resumed): named with what went wrong on it
+        if resumes is not None:
+            # Before the queue below is read: what the server sends again after <resumed/> counts, and the <r/>
+            # behind it must be answered with the count carried over (an h of 0 ends the stream).
+            self.sm_on, self.sm_id, self.handled, self.kind = True, resumes.sm_id, resumes.handled, "resumed"
+            self.enabled.set_result(True)
         queued, conn._queue = conn._queue, []
         conn.on_stanza = self.on_stanza
         for el in queued:
@@ -252,11 +257,7 @@ async def resume(port: int, user: str, old: Client, stats: Counters) -> Client |
         conn.close()
         return None
     stats.resumed += 1
-    client = Client(conn, stats)
-    client.kind = "resumed"
-    client.sm_on, client.sm_id, client.handled = True, old.sm_id, old.handled
-    client.enabled.set_result(True)
-    return client
+    return Client(conn, stats, resumes=old)
 
 
 def chat(to: str, text: str) -> str:
@@ -302,6 +303,11 @@ class Load:
         while self.running():
             await asyncio.sleep(self.pause(1.0))
             try:
+                if client.conn.closed.done():  # the server ended the stream (counted in client errors): back in
+                    generation += 1
+                    client = await login(self.port, user, f"home{generation}", self.stats, sm=True, carbons=True)
+                    await self.join(client, room, user, configure=False)
+                    client.send("<presence/>")
                 roll = random.random()
                 if roll < 0.55:
                     client.send(chat(random.choice(self.residents), f"hello {self.stats.chats}"))
