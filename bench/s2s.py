@@ -51,19 +51,17 @@ class S2SScenario:
     headline = "msgs/s"
     starts_servers = True  # the pair below, not the runner's server
 
+    def __init__(self) -> None:
+        # One pair per kind of server for the whole invocation, like the runner's servers: accounts are made once.
+        self._pairs: dict[type, tuple] = {}
+
     def supported(self, server) -> str | None:
         return None if hasattr(server, "s2s_port") else "not configured for server-to-server runs"
 
     def run(self, server, params) -> dict:
         from bench.scenarios import _window_usage, drive_chat
 
-        kind = type(server)
-        root = server.workdir.parent
-        here, there = (kind(root, server.cpus, server.tls, domain=d, host=h) for d, h in PAIR)
-        for srv in (here, there):
-            srv.extra = {"s2s"}  # before the ports are read: Prosody's s2s port depends on it
-        here.s2s_peers = {there.domain: (there.host, there.s2s_port)}
-        there.s2s_peers = {here.domain: (here.host, here.s2s_port)}
+        here, there = self._pair(server)
         n = params.chat_users // 2  # users per server
         started = []
         try:
@@ -81,3 +79,15 @@ class S2SScenario:
         finally:
             for srv in started:
                 srv.stop()
+
+    def _pair(self, server) -> tuple:
+        kind = type(server)
+        if kind not in self._pairs:
+            root = server.workdir.parent
+            here, there = (kind(root, server.cpus, server.tls, domain=d, host=h) for d, h in PAIR)
+            for srv in (here, there):
+                srv.extra = {"s2s"}  # before the ports are read: Prosody's s2s port depends on it
+            here.s2s_peers = {there.domain: (there.host, there.s2s_port)}
+            there.s2s_peers = {here.domain: (here.host, here.s2s_port)}
+            self._pairs[kind] = (here, there)
+        return self._pairs[kind]
