@@ -13,9 +13,11 @@ dialback over TLS, as servers without a CA-signed certificate do.
 User u<i> of a.s2s.test and u<i> of b.s2s.test are a pair, with the chat
 scenario's sizes (``chat_users`` users in all, ``chat_window`` in flight per
 sender): every message crosses the server-to-server link, is routed by both
-servers, and its delivery lets the partner send the next one. The first
-messages set the link up (TCP, TLS, dialback) during the warm-up. CPU is
-that of both servers together.
+servers, and its delivery lets the partner send the next one. Before any
+load each worker sends one message across in each direction and waits for
+it, so both links (TCP, TLS, dialback) are up before the warm-up and the
+measured window, and nothing waits on a link coming up. CPU is that of both
+servers together.
 """
 
 from __future__ import annotations
@@ -40,9 +42,51 @@ async def s2s_worker(ctx: WorkerContext) -> dict:
                                                flusher=flusher, raw=True)
     there_conns, there_failed = await login_many(there, ctx.users, p["login_concurrency"], presence=True,
                                                  flusher=flusher, raw=True)
+    failed = here_failed + there_failed
+    if not failed:
+        try:
+            await link_up(here_conns[0], there_conns[0], p.get("link_timeout", 60.0))
+        except xmpp.XMPPError as e:  # reported with the login failures: the run stops at "ready"
+            failed = 1
+            ctx.extra.setdefault("first_error", str(e))
     # u<i> here and u<i> there are neighbours, the pair chat_pairs makes talk.
     conns = [c for pair in zip(here_conns, there_conns) for c in pair]
-    return await chat_pairs(ctx, conns, here_failed + there_failed)
+    return await chat_pairs(ctx, conns, failed)
+
+
+async def link_up(here, there, timeout: float) -> None:
+    """Bring both server-to-server links up before any load: each side sends one message across and waits
+    until it arrives (a bounce, say a link still failing, is retried after a pause), in both directions.
+    The window then measures traffic over established links, and the opening burst never waits on a link."""
+    loop = asyncio.get_running_loop()
+
+    async def one_way(src, dst) -> None:
+        deadline = loop.time() + timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            got = loop.create_future()
+
+            def on_raw(name: bytes, tag: bytes, raw: bytes, got=got) -> None:
+                if name == b"message" and not got.done():
+                    got.set_result(xmpp.attr(tag, b"type") != b"error")
+            src.on_raw = dst.on_raw = on_raw  # the sender sees a bounce, the receiver the message
+            src.send(f"<message to='{xmpp.xml_escape(dst.jid)}' type='chat' id='link-up-{attempt}'>"
+                     f"<body>link up</body></message>".encode())
+            try:
+                if await asyncio.wait_for(got, max(0.1, deadline - loop.time())):
+                    break
+            except asyncio.TimeoutError:
+                raise xmpp.XMPPError(f"s2s link {src.jid} -> {dst.jid} not up within {timeout:.0f} s") from None
+            if loop.time() >= deadline:
+                raise xmpp.XMPPError(f"s2s link {src.jid} -> {dst.jid}: messages bounced for {timeout:.0f} s")
+            await asyncio.sleep(0.5)
+
+    # Each connection takes part in both directions (sender of one, receiver of the other), so one handler per
+    # connection cannot serve both at once: one direction, then the other.
+    await one_way(here, there)
+    await one_way(there, here)
+    here.on_raw = there.on_raw = None
 
 
 class S2SScenario:
