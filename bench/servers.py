@@ -325,8 +325,13 @@ class Sakari(Server):
             lines += ["[modules]", "enabled = [" + ", ".join(f'"{m}"' for m in enabled) + "]", ""]
         if self.storage_url:
             lines += ["[storage]", 'backend = "postgresql"', f'url = "{self.storage_url}"', ""]
+        # Listeners on fixed default ports are closed (HTTPS 5281, the file transfer proxy's 5000): a `./run serve`
+        # running beside the bench holds them, and the scenarios use neither.
+        network = ["https_port = 0"]
         if "component" in self.extra:
-            lines += ["[network]", f"component_port = {self.component_port}", ""]
+            network.append(f"component_port = {self.component_port}")
+        lines += ["[network]", *network, "", "[proxy65]", "port = 0", ""]
+        if "component" in self.extra:
             for domain in COMPONENTS:
                 lines += ["[[components]]", f'domain = "{domain}"', f'secret = "{SECRET}"', ""]
         (self.workdir / "sakari.toml").write_text("\n".join(lines))
