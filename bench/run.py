@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="how the archive is filled: messages sent through the server (default), or rows written "
                          "straight into its archive storage while it is stopped (Sakari, sakari-pg, Prosody)")
     ap.add_argument("--mam-queries", type=int, default=None, help="timed archive queries per run (default 20)")
+    ap.add_argument("--sakari-modules", choices=("default", "core"), default="default",
+                    help="Sakari's module list: the one it ships with (archive, carbons, stream management and more "
+                         "on), or 'core', instant messaging only, as the other servers are configured here")
     ap.add_argument("--archive", action="store_true",
                     help="chat and chat-many with every server archiving every message (its own archive), carbons "
                          "and stream management on, enabled by the clients, which answer the servers' ack requests")
@@ -206,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     missing_debs = []
     for name in server_names:
         srv = SERVERS[name](root, server_cpus, tls=args.tls)
+        if name == "sakari":
+            srv.modules = args.sakari_modules
+            if srv.modules == "core":
+                srv.relaxed = [*srv.relaxed, "`[modules] enabled` = the core of instant messaging only (roster, presence, "
+                               "offline, disco, ping and the like: no archive, carbons or stream management), as the "
+                               "other servers run here; group chat and the archive only where a scenario measures them"]
         if name == "sakari" and args.sakari_features is not None:
             srv.features = {f for f in args.sakari_features.split(",") if f}
         servers.append(srv)

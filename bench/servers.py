@@ -248,6 +248,9 @@ class Sakari(Server):
     name = "sakari"
     base_port = 15000
     features: set[str] = set()  # set in __init__ from the installed Sakari; --sakari-features overrides
+    # "default": the modules Sakari ships on (archive, carbons, stream management...); "core": instant messaging
+    # only, as the other servers are configured for chat, login and idle here (--sakari-modules)
+    modules = "default"
     relaxed = [
         "`[c2s] require_encryption = false` (plain TCP c2s on loopback)",
         "`[limits] c2s_rate_bytes = 0`, `c2s_rate_burst = 0` (no per-connection rate limit; default 64 KiB/s)",
@@ -309,9 +312,9 @@ class Sakari(Server):
         if "s2s" in self.extra:  # its own self-signed certificate, so the pair proves its domains by dialback
             host_map = ", ".join(f'"{d}" = "{h}:{port}"' for d, (h, port) in self.s2s_peers.items())
             lines += ["[s2s]", f"host_map = {{ {host_map} }}", "stanza_rate = 0", ""]
-        from sakari.settings import DEFAULT_MODULES  # the installed Sakari's own list
+        from sakari.settings import CORE_MODULES, DEFAULT_MODULES  # the installed Sakari's own lists
 
-        enabled = list(DEFAULT_MODULES)
+        enabled = list(CORE_MODULES if self.modules == "core" else DEFAULT_MODULES)
         if "muc" in self.features and "muc" not in enabled:  # group chat is a module; on where it is not by default
             enabled.append("muc")
         for module in ("mam", "carbons", "smacks"):  # --archive asks for these; on by default, but say so
