@@ -25,6 +25,7 @@ import platform
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -221,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         if not srv.is_installed():
             if name in ("prosody", "ejabberd"):
                 missing_debs.append(name)
+        if name == "prosody" and shutil.which("dpkg-query") and "ok installed" not in subprocess.run(
+                ["dpkg-query", "-W", "-f", "${Status}", "lua-dbi-sqlite3"], capture_output=True, text=True).stdout:
+            missing_debs.append("lua-dbi-sqlite3")  # Prosody's SQL archive (mam, --archive) on SQLite
     if missing_debs and not args.no_install:
         print(f"installing {', '.join(missing_debs)} from Debian packages", flush=True)
         install_debian_packages(missing_debs)
