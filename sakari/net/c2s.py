@@ -19,6 +19,8 @@ from sakari.stream.c2s import C2SStream
 
 log = logging.getLogger("sakari.c2s")
 
+LINGER = 2.0  # seconds a closed stream's socket still reads (and drops) what the client sends, see _finish
+
 
 class C2SConnection(StreamDriver, asyncio.Protocol):
     def __init__(self, port: ClientPort, direct_tls: bool) -> None:
@@ -49,6 +51,8 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
         self._opened(address_key(peer[0] if isinstance(peer, tuple) else None))
 
     def data_received(self, data: bytes) -> None:
+        if self._closed:  # what a client still sends after our stream's end (see _finish): dropped
+            return
         now = self.loop.time()
         self._active(now)
         self._pause_for(self._rate_delay(len(data), now))
@@ -186,9 +190,22 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
 
     def _finish(self) -> None:
         self._flush_writes()
-        if self.transport is not None and not self._closed:
-            self._closed = True
-            self.transport.close()
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        self._closed = True
+        if not transport.can_write_eof():  # TLS: no half-close
+            transport.close()
+            return
+        # Closing a socket with the client's bytes still unread makes the kernel send a reset, which can
+        # destroy our stream error before the client reads it (a client in the middle of a large stanza gets
+        # "connection reset" and never learns why). So half-close, drop what still arrives, and let go when
+        # the client closes its side, or after LINGER seconds.
+        transport.write_eof()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self.loop.call_later(LINGER, lambda: transport.is_closing() or transport.abort())
 
     # --- TLS ----------------------------------------------------------------------
     def _upgrade_tls(self) -> None:

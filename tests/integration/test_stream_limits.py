@@ -69,6 +69,8 @@ IN_STREAM_CASES = [
     ("garbage", "", "<<<this is not xml>>>", "not-well-formed"),
     ("mismatched-tags", "", "<message><body>hi</message></body>", "not-well-formed"),
     ("oversized-stanza", "", big_message(300 * 1024), "policy-violation"),
+    # Megabytes still unread when the server closes: its error must not be lost to a connection reset.
+    ("oversized-stanza-by-far", "", big_message(8 * 1024 * 1024), "policy-violation"),
     ("comment", "", "<!-- a comment -->", "restricted-xml"),
     ("processing-instruction", "", "<?evil instruction?>", "restricted-xml"),
     ("entity-reference", "", "<message to='nobody@localhost'><body>&lol;</body></message>", None),
