@@ -194,7 +194,11 @@ class C2SConnection(StreamDriver, asyncio.Protocol):
         if transport is None or self._closed:
             return
         self._closed = True
-        if not transport.can_write_eof():  # TLS: no half-close
+        try:
+            half_close = transport.can_write_eof()  # not over TLS
+        except NotImplementedError:  # a transport that does not say (the base class's answer)
+            half_close = False
+        if not half_close:
             transport.close()
             return
         # Closing a socket with the client's bytes still unread makes the kernel send a reset, which can
