@@ -17,11 +17,12 @@ generator does no XML parsing per stanza.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from array import array
 
 from bench import xmpp
-from bench.loadgen import Fleet, WorkerContext, login_many, split
+from bench.loadgen import Fleet, WorkerContext, login_many, round_trip_counter, split
 
 COMPONENTS = tuple(f"echo{k}.localhost" for k in range(1, 5))  # one per worker; workers beyond share them
 SECRET = "bench-component-secret"
@@ -33,8 +34,6 @@ def component_of(worker: int) -> str:
 
 
 async def component_worker(ctx: WorkerContext) -> dict:
-    from bench.scenarios import _ID_DIGITS  # a cycle otherwise: scenarios lists this module's scenario
-
     p = ctx.params
     t = ctx.target
     loop = asyncio.get_running_loop()
@@ -60,33 +59,10 @@ async def component_worker(ctx: WorkerContext) -> dict:
     done = loop.create_future()
     prefix = f"<message to='bot@{domain}' type='chat' id='".encode()
     suffix = f"'><body>{body}</body></message>".encode()
-    id_re = _ID_DIGITS
 
     def send_from(i: int) -> None:
         conns[i].send(prefix + str(now()).encode() + suffix)  # type: ignore[union-attr]
         st["sent"] += 1
-
-    def make_handler(i: int):
-        def on_raw(name: bytes, tag: bytes, raw: bytes) -> None:
-            if name != b"message":
-                return
-            if b"error" in tag and xmpp.attr(tag, b"type") == b"error":
-                st["errors"] += 1
-                return
-            t = now()
-            m = id_re.search(tag)
-            if m is None:
-                st["other"] += 1
-                return
-            st["received"] += 1
-            if m0 <= t < m1:
-                st["in_window"] += 1
-                lat.append(t - int(m.group(1)))
-            if t < m1:
-                send_from(i)
-            elif st["received"] >= st["sent"] and not done.done():
-                done.set_result(None)
-        return on_raw
 
     attr = xmpp.attr
 
@@ -105,7 +81,7 @@ async def component_worker(ctx: WorkerContext) -> dict:
 
     echo.on_raw = on_component
     for i, c in enumerate(conns):
-        c.on_raw = make_handler(i)  # type: ignore[union-attr]
+        c.on_raw = round_trip_counter(st, lat, m0, m1, done, functools.partial(send_from, i))  # type: ignore[union-attr]
     await asyncio.sleep(max(0.0, (t_go - now()) / NS))
     for _ in range(window):
         for i in range(len(conns)):

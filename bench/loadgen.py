@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import re
 import resource
 import time
 import traceback
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -117,6 +119,40 @@ def _worker_entry(pipe, index: int, target: Target, users, params, cpus, coro_fn
             pass
     finally:
         pipe.close()
+
+
+# A message's id is the time it was sent (time.monotonic_ns, shared by every process of the machine).
+SEND_TIME_ID = re.compile(rb"\sid=['\"](\d+)['\"]")
+RawHandler = Callable[[bytes, bytes, bytes], None]
+
+
+def round_trip_counter(st: dict[str, int], lat: array, m0: int, m1: int, done: asyncio.Future[None],
+                       send_next: Callable[[], None]) -> RawHandler:
+    """A raw-mode client's handler for flat-out message loops: each message that arrives is counted (with its
+    latency, from its send-time id, when it arrives inside the window [m0, m1)) and lets ``send_next`` send
+    another until the window ends; ``done`` is set once every message sent has arrived."""
+    now = time.monotonic_ns
+
+    def on_raw(name: bytes, tag: bytes, raw: bytes) -> None:
+        if name != b"message":
+            return
+        if b"error" in tag and xmpp.attr(tag, b"type") == b"error":
+            st["errors"] += 1
+            return
+        t = now()
+        m = SEND_TIME_ID.search(tag)
+        if m is None:
+            st["other"] += 1
+            return
+        st["received"] += 1
+        if m0 <= t < m1:
+            st["in_window"] += 1
+            lat.append(t - int(m.group(1)))
+        if t < m1:
+            send_next()
+        elif st["received"] >= st["sent"] and not done.done():
+            done.set_result(None)
+    return on_raw
 
 
 class WorkerFailed(RuntimeError):
