@@ -109,7 +109,7 @@ class ComponentScenario:
         return None if getattr(server, "component_port", None) else "no component listener configured"
 
     def run(self, server, params) -> dict:
-        from bench.scenarios import ScenarioError, _percentile, _window_usage
+        from bench.scenarios import _percentile, _window_usage, run_window
 
         users = server.accounts(params.component_users)
         slices = split(users, params.workers)
@@ -117,22 +117,8 @@ class ComponentScenario:
                       {"login_concurrency": max(1, params.login_concurrency // params.workers),
                        "body": params.chat_body, "component_port": server.component_port, "secret": SECRET},
                       component_worker, set(params.gen_cpus))
-        try:
-            ready = fleet.gather("ready", timeout=300)
-            failures = sum(r["failures"] for r in ready)
-            if failures:
-                fleet.broadcast("go", None)
-                errs = "; ".join(r["error"] for r in ready if r["error"])
-                raise ScenarioError(f"{failures} of {len(users)} users could not log in ({errs})")
-            t_go = time.monotonic_ns() + NS // 2
-            m0 = t_go + int(params.warmup_s * NS)
-            m1 = m0 + int(params.duration_s * NS)
-            fleet.broadcast("go", {"t_go": t_go, "m0": m0, "m1": m1, "drain_s": params.drain_s,
-                                   "window": params.component_window})
-            usage = _window_usage(server, fleet, m0, m1)
-            results = fleet.finish(timeout=params.drain_s + 60)
-        finally:
-            fleet.close()
+        results, usage = run_window(fleet, params, params.component_window, len(users),
+                                    lambda m0, m1: _window_usage(server, fleet, m0, m1))
         lat = sorted(x for r in results for x in r["lat"])
         sent = sum(r["sent"] for r in results)
         received = sum(r["received"] for r in results)

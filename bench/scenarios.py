@@ -283,9 +283,10 @@ class ChatScenario:
         return drive_chat(fleet, params, window, len(users), lambda m0, m1: _window_usage(server, fleet, m0, m1))
 
 
-def drive_chat(fleet: Fleet, params: Params, window: int, n_users: int, usage_of) -> dict:
-    """Start the workers of a chat fleet together, measure the window, and sum up what they report;
-    ``usage_of(m0, m1)`` measures CPU use over the window (see :func:`_window_usage`)."""
+def run_window(fleet: Fleet, params: Params, window: int, n_users: int, usage_of) -> tuple[list[dict], dict]:
+    """Wait for every worker of a flat-out fleet to be ready, start them together with ``window`` messages in
+    flight each, and return what they report and ``usage_of(m0, m1)``, the CPU use over the window
+    (see :func:`_window_usage`). The fleet is closed."""
     try:
         ready = fleet.gather("ready", timeout=300)
         failures = sum(r["failures"] for r in ready)
@@ -302,6 +303,12 @@ def drive_chat(fleet: Fleet, params: Params, window: int, n_users: int, usage_of
         results = fleet.finish(timeout=params.drain_s + 60)
     finally:
         fleet.close()
+    return results, usage
+
+
+def drive_chat(fleet: Fleet, params: Params, window: int, n_users: int, usage_of) -> dict:
+    """Start the workers of a chat fleet together, measure the window, and sum up what they report."""
+    results, usage = run_window(fleet, params, window, n_users, usage_of)
     lat = sorted(x for r in results for x in r["lat"])
     sent = sum(r["sent"] for r in results)
     received = sum(r["received"] for r in results)
