@@ -17,7 +17,6 @@ import asyncio
 import concurrent.futures
 import os
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from bridge_peers import require_debian, unavailable
 from federation_helpers import in_own_resolver
 from register_helpers import register_in_band
+from peer_process import PeerProcess
 from sakari_process import Account, free_ports
 
 LIBS = Path("/usr/lib/x86_64-linux-gnu")  # where the Debian package puts ejabberd's and its dependencies' code
@@ -39,7 +39,7 @@ def require_ejabberd() -> None:
         unavailable(f"ejabberd's code is not under {LIBS}")
 
 
-class EjabberdPeer:
+class EjabberdPeer(PeerProcess):
     def __init__(
         self, workdir: Path, domain: str, host: str, cert: tuple[Path, Path], ca_file: Path, resolv_conf: Path,
         accounts: int = 8,
@@ -146,28 +146,6 @@ modules:
         # A thread of its own: the caller may be inside a running event loop.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, all_of_them()).result()
-
-    def _listening(self) -> bool:
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            return s.connect_ex((self.host, self.c2s_port)) == 0
-
-    def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.log.append(line.rstrip("\n"))
-
-    def log_tail(self, lines: int = 80) -> str:
-        try:
-            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def log_has(self, text: str) -> bool:
-        try:
-            return text in self.logfile.read_text(errors="replace")
-        except OSError:
-            return False
 
     def new_account(self) -> Account:
         if not self._accounts:

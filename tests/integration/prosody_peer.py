@@ -10,13 +10,13 @@ missing (as root); without it a test skips, or fails when CI is set.
 from __future__ import annotations
 
 import secrets
-import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 from bridge_peers import require_debian
+from peer_process import PeerProcess
 from sakari_process import Account, free_ports
 
 
@@ -25,7 +25,7 @@ def require_prosody() -> None:
     require_debian("prosodyctl", "prosody")
 
 
-class ProsodyPeer:
+class ProsodyPeer(PeerProcess):
     def __init__(
         self, workdir: Path, domain: str, host: str, cert: tuple[Path, Path], ca_file: Path, resolv_conf: Path, extra: str = ""
     ) -> None:
@@ -81,28 +81,6 @@ Component "conference.{domain}" "muc"
                 return
             time.sleep(0.1)
         raise RuntimeError("prosody did not listen in time:\n" + self.log_tail())
-
-    def _listening(self) -> bool:
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            return s.connect_ex((self.host, self.c2s_port)) == 0
-
-    def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.log.append(line.rstrip("\n"))
-
-    def log_tail(self, lines: int = 80) -> str:
-        try:
-            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def log_has(self, text: str) -> bool:
-        try:
-            return text in self.logfile.read_text(errors="replace")
-        except OSError:
-            return False
 
     def new_account(self) -> Account:
         self._count += 1
